@@ -1,0 +1,40 @@
+/* testdata.h - shared helpers for the CUnit suites: data, engines, stores and comparisons. */
+#ifndef SDM_TESTS_TESTDATA_H
+#define SDM_TESTS_TESTDATA_H
+
+#include <CUnit/CUnit.h>
+#include <stdint.h>
+
+#include "sediment/engine.h"
+
+/* The folder holding the tests' data (argv[1] of every test program). */
+extern const char *test_data_dir;
+
+/* Deterministic pseudo-random numbers (splitmix64). */
+typedef struct test_rng {
+    uint64_t state;
+} test_rng;
+uint64_t test_rng_u64(test_rng *r);
+double test_rng_uniform(test_rng *r); /* [0, 1) */
+double test_rng_normal(test_rng *r);
+
+/* n floats of N(0, 1) times scale. Caller frees. */
+float *test_random_floats(test_rng *r, uint64_t n, double scale);
+/* Converts floats to f16 or bf16 (caller frees). */
+uint16_t *test_to_half(const float *x, uint64_t n, sdm_dtype dtype);
+
+sdm_engine_t *test_cpu_engine(size_t workspace_bytes);
+
+/* |a - b| <= tol * max(|b|, floor). */
+int test_close(double a, double b, double tol, double floor);
+
+/* Compares two attribution results: shard/contributor scores and shares within tol of the
+ * per-query scale, hits equal by id (or, where ids differ, by score within tol: a near tie).
+ * Reports the first difference through CUnit with `what` as context. */
+void test_assert_results_close(const sdm_attr_result *got, const sdm_attr_result *want,
+                               double tol, const char *what);
+
+/* Runs the registered suites with the basic runner; returns the failure count (capped). */
+int test_main(int argc, char **argv, int (*register_suites)(void));
+
+#endif
