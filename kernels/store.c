@@ -30,8 +30,8 @@ static void *grow(void *p, uint64_t *cap, uint64_t need, size_t elem)
 #define GROW(ptr, cap, need)                                                                   \
     __extension__({                                                                            \
         uint64_t c_ = (cap);                                                                   \
-        void *q_ = grow((ptr), &c_, (need), sizeof(*(ptr)));                                   \
-        int r_ = q_ ? 0 : -1;                                                                  \
+        void *q_ = (need) <= c_ ? (void *)(ptr) : grow((ptr), &c_, (need), sizeof(*(ptr)));    \
+        int r_ = (need) <= (cap) || q_ ? 0 : -1;                                               \
         if (q_) {                                                                              \
             (ptr) = q_;                                                                        \
             (cap) = c_;                                                                        \
