@@ -45,104 +45,80 @@ size_t sdm_dtype_size(sdm_dtype dtype)
     return 0;
 }
 
+/* Names of the public enums, indexed by value (each enum counts up from 0). */
+static const char *const s_dtype_names[] = {"f32", "f16", "bf16"};
+static const char *const s_proj_names[] = {"none", "rademacher", "sjlt"};
+static const char *const s_method_names[] = {"dot", "cosine", "trak"};
+static const char *const s_aggregate_names[] = {"sum", "mean"};
+static const char *const s_backend_names[] = {"auto", "cpu", "cuda"};
+#define NAMES(t) t, sizeof(t) / sizeof(t[0])
+
+static const char *name_of(const char *const *names, size_t n, int value)
+{
+    return value >= 0 && (size_t)value < n ? names[value] : NULL;
+}
+
+/* The value whose name is `name`, or -1. */
+static int value_of(const char *const *names, size_t n, const char *name)
+{
+    for (size_t i = 0; name && i < n; i++)
+        if (strcmp(name, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+#define PARSE(names, T)                                                                        \
+    do {                                                                                       \
+        int v_ = value_of(NAMES(names), name);                                                 \
+        if (v_ < 0)                                                                            \
+            return SDM_ERR_BAD_INPUT;                                                          \
+        *out = (T)v_;                                                                          \
+        return SDM_OK;                                                                         \
+    } while (0)
+
 const char *sdm_dtype_name(sdm_dtype dtype)
 {
-    switch (dtype) {
-    case SDM_F32: return "f32";
-    case SDM_F16: return "f16";
-    case SDM_BF16: return "bf16";
-    }
-    return NULL;
+    return name_of(NAMES(s_dtype_names), (int)dtype);
 }
 
 sdm_status sdm_dtype_parse(const char *name, sdm_dtype *out)
 {
-    static const sdm_dtype all[] = {SDM_F32, SDM_F16, SDM_BF16};
-    for (size_t i = 0; name && i < sizeof(all) / sizeof(all[0]); i++)
-        if (strcmp(name, sdm_dtype_name(all[i])) == 0) {
-            *out = all[i];
-            return SDM_OK;
-        }
-    return SDM_ERR_BAD_INPUT;
+    PARSE(s_dtype_names, sdm_dtype);
 }
 
 const char *sdm_proj_kind_name(sdm_proj_kind kind)
 {
-    switch (kind) {
-    case SDM_PROJ_NONE: return "none";
-    case SDM_PROJ_RADEMACHER: return "rademacher";
-    case SDM_PROJ_SJLT: return "sjlt";
-    }
-    return NULL;
+    return name_of(NAMES(s_proj_names), (int)kind);
 }
 
 sdm_status sdm_proj_kind_parse(const char *name, sdm_proj_kind *out)
 {
-    static const sdm_proj_kind all[] = {SDM_PROJ_NONE, SDM_PROJ_RADEMACHER, SDM_PROJ_SJLT};
-    for (size_t i = 0; name && i < sizeof(all) / sizeof(all[0]); i++)
-        if (strcmp(name, sdm_proj_kind_name(all[i])) == 0) {
-            *out = all[i];
-            return SDM_OK;
-        }
-    return SDM_ERR_BAD_INPUT;
+    PARSE(s_proj_names, sdm_proj_kind);
 }
 
 const char *sdm_method_name(sdm_method method)
 {
-    switch (method) {
-    case SDM_METHOD_DOT: return "dot";
-    case SDM_METHOD_COSINE: return "cosine";
-    case SDM_METHOD_TRAK: return "trak";
-    }
-    return NULL;
+    return name_of(NAMES(s_method_names), (int)method);
 }
 
 sdm_status sdm_method_parse(const char *name, sdm_method *out)
 {
-    static const sdm_method all[] = {SDM_METHOD_DOT, SDM_METHOD_COSINE, SDM_METHOD_TRAK};
-    for (size_t i = 0; name && i < sizeof(all) / sizeof(all[0]); i++)
-        if (strcmp(name, sdm_method_name(all[i])) == 0) {
-            *out = all[i];
-            return SDM_OK;
-        }
-    return SDM_ERR_BAD_INPUT;
+    PARSE(s_method_names, sdm_method);
 }
 
 const char *sdm_aggregate_name(sdm_aggregate agg)
 {
-    switch (agg) {
-    case SDM_AGG_SUM: return "sum";
-    case SDM_AGG_MEAN: return "mean";
-    }
-    return NULL;
+    return name_of(NAMES(s_aggregate_names), (int)agg);
 }
 
 sdm_status sdm_aggregate_parse(const char *name, sdm_aggregate *out)
 {
-    if (name && strcmp(name, "sum") == 0) {
-        *out = SDM_AGG_SUM;
-        return SDM_OK;
-    }
-    if (name && strcmp(name, "mean") == 0) {
-        *out = SDM_AGG_MEAN;
-        return SDM_OK;
-    }
-    return SDM_ERR_BAD_INPUT;
+    PARSE(s_aggregate_names, sdm_aggregate);
 }
 
 sdm_status sdm_backend_kind_parse(const char *name, sdm_backend_kind *out)
 {
-    if (!name)
-        return SDM_ERR_BAD_INPUT;
-    if (strcmp(name, "auto") == 0)
-        *out = SDM_BACKEND_AUTO;
-    else if (strcmp(name, "cpu") == 0)
-        *out = SDM_BACKEND_CPU;
-    else if (strcmp(name, "cuda") == 0)
-        *out = SDM_BACKEND_CUDA;
-    else
-        return SDM_ERR_BAD_INPUT;
-    return SDM_OK;
+    PARSE(s_backend_names, sdm_backend_kind);
 }
 
 void sdm_philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4])

@@ -194,6 +194,28 @@ static void test_bad_calls(void)
     expect_bad(&p, &missing, "grads.data");
 }
 
+/* Enum names round-trip through their parsers; unknown names and values are refused. */
+static void test_names(void)
+{
+    sdm_dtype d;
+    sdm_method m;
+    sdm_aggregate a;
+    sdm_proj_kind k;
+    sdm_backend_kind b;
+    CU_ASSERT(sdm_dtype_parse("bf16", &d) == SDM_OK && d == SDM_BF16);
+    CU_ASSERT(sdm_method_parse("trak", &m) == SDM_OK && m == SDM_METHOD_TRAK);
+    CU_ASSERT(sdm_aggregate_parse("mean", &a) == SDM_OK && a == SDM_AGG_MEAN);
+    CU_ASSERT(sdm_proj_kind_parse("sjlt", &k) == SDM_OK && k == SDM_PROJ_SJLT);
+    CU_ASSERT(sdm_backend_kind_parse("cuda", &b) == SDM_OK && b == SDM_BACKEND_CUDA);
+    CU_ASSERT_EQUAL(sdm_dtype_parse("f64", &d), SDM_ERR_BAD_INPUT);
+    CU_ASSERT_EQUAL(sdm_method_parse(NULL, &m), SDM_ERR_BAD_INPUT);
+    CU_ASSERT_EQUAL(sdm_backend_kind_parse("gpu", &b), SDM_ERR_BAD_INPUT);
+    CU_ASSERT_STRING_EQUAL(sdm_method_name(SDM_METHOD_COSINE), "cosine");
+    CU_ASSERT_STRING_EQUAL(sdm_proj_kind_name(SDM_PROJ_RADEMACHER), "rademacher");
+    CU_ASSERT_PTR_NULL(sdm_dtype_name((sdm_dtype)3));
+    CU_ASSERT_PTR_NULL(sdm_aggregate_name((sdm_aggregate)-1));
+}
+
 static int register_suites(void)
 {
     CU_pSuite s = CU_add_suite("projection", setup, teardown);
@@ -205,6 +227,7 @@ static int register_suites(void)
     CU_add_test(s, "independent of the thread count", test_thread_count_independent);
     CU_add_test(s, "f16 and bf16 conversions", test_half_conversions);
     CU_add_test(s, "bad calls", test_bad_calls);
+    CU_add_test(s, "enum names and parsers", test_names);
     return 0;
 }
 
