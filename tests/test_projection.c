@@ -9,19 +9,6 @@
 #include "store.h"
 #include "testdata.h"
 
-static sdm_engine_t *eng;
-
-static int setup(void)
-{
-    eng = test_cpu_engine(0);
-    return eng ? 0 : -1;
-}
-
-static int teardown(void)
-{
-    sdm_engine_destroy(&eng);
-    return 0;
-}
 
 /* Normalised mean squared error of got against want. */
 static double nmse(const float *got, const float *want, uint64_t n)
@@ -44,7 +31,7 @@ static void check_shape(sdm_proj_kind kind, uint64_t n, uint64_t d, uint32_t k, 
     uint16_t *h = dtype == SDM_F32 ? NULL : test_to_half(x, n * d, dtype);
     sdm_matrix m = {dtype, n, d, h ? (const void *)h : x};
     float *got = malloc((n * k + 1) * sizeof(float)), *want = malloc((n * k + 1) * sizeof(float));
-    CU_ASSERT_EQUAL_FATAL(sdm_project(eng, &p, &m, got), SDM_OK);
+    CU_ASSERT_EQUAL_FATAL(sdm_project(test_eng, &p, &m, got), SDM_OK);
     CU_ASSERT_EQUAL_FATAL(sdm_project_reference(&p, &m, want), SDM_OK);
     double e = nmse(got, want, n * k);
     if (!(e <= 1e-10)) { /* fp32 accumulation over d terms */
@@ -94,7 +81,7 @@ static void test_dtypes_agree(void)
         uint16_t *h = dt == SDM_F32 ? NULL : test_to_half(x, n * d, dt);
         sdm_matrix m = {dt, n, d, h ? (const void *)h : x};
         out[t] = malloc(n * k * sizeof(float));
-        CU_ASSERT_EQUAL(sdm_project(eng, &p, &m, out[t]), SDM_OK);
+        CU_ASSERT_EQUAL(sdm_project(test_eng, &p, &m, out[t]), SDM_OK);
         free(h);
     }
     CU_ASSERT_EQUAL(memcmp(out[0], out[1], n * k * sizeof(float)), 0);
@@ -154,11 +141,11 @@ static void test_half_conversions(void)
 static void expect_bad(const sdm_projection *p, const sdm_matrix *m, const char *field)
 {
     float out[64];
-    sdm_status st = sdm_project(eng, p, m, out);
+    sdm_status st = sdm_project(test_eng, p, m, out);
     CU_ASSERT_EQUAL(st, SDM_ERR_BAD_INPUT);
-    if (!strstr(sdm_engine_last_error(eng), field)) {
+    if (!strstr(sdm_engine_last_error(test_eng), field)) {
         char msg[512];
-        snprintf(msg, sizeof(msg), "'%s' does not name %s", sdm_engine_last_error(eng), field);
+        snprintf(msg, sizeof(msg), "'%s' does not name %s", sdm_engine_last_error(test_eng), field);
         CU_assertImplementation(0, __LINE__, msg, __FILE__, "", CU_FALSE);
     }
 }
@@ -218,7 +205,7 @@ static void test_names(void)
 
 static int register_suites(void)
 {
-    CU_pSuite s = CU_add_suite("projection", setup, teardown);
+    CU_pSuite s = CU_add_suite("projection", test_engine_setup, test_engine_teardown);
     if (!s)
         return -1;
     CU_add_test(s, "cpu against the reference, all kinds, dtypes, odd shapes",

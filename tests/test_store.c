@@ -12,24 +12,11 @@
 #define D 24
 #define K 16
 
-static sdm_engine_t *eng;
-
-static int setup(void)
-{
-    eng = test_cpu_engine(0);
-    return eng ? 0 : -1;
-}
-
-static int teardown(void)
-{
-    sdm_engine_destroy(&eng);
-    return 0;
-}
 
 static sdm_store_t *new_store(void)
 {
     sdm_projection p = {SDM_PROJ_RADEMACHER, D, K, 0, 77};
-    sdm_store_t *s = sdm_store_new(eng, &p);
+    sdm_store_t *s = sdm_store_new(test_eng, &p);
     CU_ASSERT_PTR_NOT_NULL_FATAL(s);
     return s;
 }
@@ -58,7 +45,7 @@ static void test_append_and_lookup(void)
         CU_ASSERT_EQUAL(no, (uint64_t)b);
         sdm_projection p = {SDM_PROJ_RADEMACHER, D, K, 0, 77};
         sdm_matrix m = {SDM_F32, n, D, g};
-        CU_ASSERT_EQUAL(sdm_project(eng, &p, &m, want), SDM_OK);
+        CU_ASSERT_EQUAL(sdm_project(test_eng, &p, &m, want), SDM_OK);
         CU_ASSERT_EQUAL(memcmp(feats, want, n * K * sizeof(float)), 0);
         free(g);
         total += n;
@@ -129,9 +116,9 @@ static void expect_rejected(sdm_store_t *s, const sdm_batch *b, sdm_status want,
     CU_ASSERT_EQUAL(sdm_store_check(s, b), want);
     sdm_status st = sdm_store_append(s, b, NULL, NULL);
     CU_ASSERT_EQUAL(st, want);
-    if (!strstr(sdm_engine_last_error(eng), field)) {
+    if (!strstr(sdm_engine_last_error(test_eng), field)) {
         char msg[512];
-        snprintf(msg, sizeof(msg), "'%s' does not name %s", sdm_engine_last_error(eng), field);
+        snprintf(msg, sizeof(msg), "'%s' does not name %s", sdm_engine_last_error(test_eng), field);
         CU_assertImplementation(0, __LINE__, msg, __FILE__, "", CU_FALSE);
     }
     CU_ASSERT_EQUAL(sdm_store_batches(s), batches);
@@ -225,13 +212,13 @@ static void test_bad_batches(void)
 static void test_bad_projection(void)
 {
     sdm_projection p = {SDM_PROJ_SJLT, 10, 10, 3, 1};
-    CU_ASSERT_PTR_NULL(sdm_store_new(eng, &p));
-    CU_ASSERT_PTR_NOT_NULL(strstr(sdm_engine_last_error(eng), "projection.s"));
+    CU_ASSERT_PTR_NULL(sdm_store_new(test_eng, &p));
+    CU_ASSERT_PTR_NOT_NULL(strstr(sdm_engine_last_error(test_eng), "projection.s"));
 }
 
 static int register_suites(void)
 {
-    CU_pSuite s = CU_add_suite("store", setup, teardown);
+    CU_pSuite s = CU_add_suite("store", test_engine_setup, test_engine_teardown);
     if (!s)
         return -1;
     CU_add_test(s, "append, grow, look up", test_append_and_lookup);

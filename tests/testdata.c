@@ -55,6 +55,20 @@ sdm_engine_t *test_cpu_engine(size_t workspace_bytes)
     return e;
 }
 
+sdm_engine_t *test_eng;
+
+int test_engine_setup(void)
+{
+    test_eng = test_cpu_engine(0);
+    return test_eng ? 0 : -1;
+}
+
+int test_engine_teardown(void)
+{
+    sdm_engine_destroy(&test_eng);
+    return 0;
+}
+
 int test_close(double a, double b, double tol, double floor)
 {
     double scale = fabs(b) > floor ? fabs(b) : floor;

@@ -25,6 +25,11 @@ uint16_t *test_to_half(const float *x, uint64_t n, sdm_dtype dtype);
 
 sdm_engine_t *test_cpu_engine(size_t workspace_bytes);
 
+/* A cpu engine shared by a suite: CUnit init/cleanup functions that make and free it. */
+extern sdm_engine_t *test_eng;
+int test_engine_setup(void);
+int test_engine_teardown(void);
+
 /* |a - b| <= tol * max(|b|, floor). */
 int test_close(double a, double b, double tol, double floor);
 
