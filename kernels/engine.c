@@ -17,8 +17,15 @@ struct sdm_engine {
     int have_cpu_copy;
     size_t workspace;
     char note[600];
-    char error[1024];
 };
+
+/* The last error is kept per thread (and tagged with its engine), so that calls that only
+ * read a store, such as sdm_store_check, can run on several threads at once without their
+ * messages mixing. */
+static _Thread_local struct {
+    const sdm_engine_t *eng;
+    char msg[1024];
+} last_error;
 
 const char *sdm_status_str(sdm_status status)
 {
@@ -221,8 +228,9 @@ sdm_status sdm_engine_fail(sdm_engine_t *eng, sdm_status status, const char *fmt
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(eng->error, sizeof(eng->error), fmt, ap);
+    vsnprintf(last_error.msg, sizeof(last_error.msg), fmt, ap);
     va_end(ap);
+    last_error.eng = eng;
     return status;
 }
 
@@ -320,7 +328,7 @@ const char *sdm_engine_note(const sdm_engine_t *self)
 
 const char *sdm_engine_last_error(const sdm_engine_t *self)
 {
-    return self->error;
+    return last_error.eng == self ? last_error.msg : "";
 }
 
 sdm_backend *sdm_engine_backend_ptr(sdm_engine_t *eng)

@@ -122,7 +122,8 @@ const char *sdm_engine_backend(const sdm_engine_t *self);
 const char *sdm_engine_device(const sdm_engine_t *self);
 /* Why auto chose cpu (e.g. "no CUDA device: ..."), or "" when nothing needs saying. */
 const char *sdm_engine_note(const sdm_engine_t *self);
-/* The message of the last failed call on this engine (or a store made with it). */
+/* The message of the last failed call on this engine (or a store made with it) made by the
+ * calling thread; "" when there is none. Borrowed, valid until that thread's next call. */
 const char *sdm_engine_last_error(const sdm_engine_t *self);
 
 /* Projects the rows of `in` (n x d, any dtype) to `out` (n x k floats, caller's memory).

@@ -1,0 +1,1637 @@
+/* cli_main.c - `sediment`, the command-line client: info, register, contribute, attribute,
+ * stats against a worker; verify and keygen offline.
+ *
+ * Exit status: 0 success; 1 the server answered with an error (or did not answer, or
+ * answered nonsense), or verification failed; 2 a usage or local error (bad option,
+ * unreadable file, malformed envelope). With --json, stdout carries exactly one JSON object.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <float.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <zmq.h>
+
+#include "npy.h"
+#include "sediment/client.h"
+#include "sign.h"
+
+#define EXIT_SERVER 1
+#define EXIT_USAGE 2
+#define DEFAULT_ENDPOINT "tcp://127.0.0.1:7710"
+#define DEFAULT_TIMEOUT_S 60.0
+
+typedef struct globals {
+    const char *endpoint;
+    int json;
+    double timeout_s;
+    const char *curve_server_key; /* files */
+    const char *curve_key;
+} globals;
+
+static const char *s_cmd = NULL; /* the command running, for messages */
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Prints "sediment CMD: message" and a hint; returns EXIT_USAGE. */
+static int usage_error(const char *fmt, ...)
+{
+    fprintf(stderr, "sediment%s%s: ", s_cmd ? " " : "", s_cmd ? s_cmd : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'sediment%s%s --help'.\n", s_cmd ? " " : "", s_cmd ? s_cmd : "");
+    return EXIT_USAGE;
+}
+
+static int local_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* A local failure that is not about the command line (a file, memory). */
+static int local_error(const char *fmt, ...)
+{
+    fprintf(stderr, "sediment%s%s: ", s_cmd ? " " : "", s_cmd ? s_cmd : "");
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    return EXIT_USAGE;
+}
+
+/* ---- help ---------------------------------------------------------------------------- */
+
+static const char s_usage[] =
+    "usage: sediment [--endpoint E] [--json] [--timeout S]\n"
+    "                [--curve-server-key FILE --curve-key FILE] <command> [options]\n"
+    "\n"
+    "Talks to a sediment worker (default tcp://127.0.0.1:7710, or $SEDIMENT_ENDPOINT).\n"
+    "\n"
+    "commands:\n"
+    "  info         the worker's version, backend, key and models\n"
+    "  register     register a model and its projection\n"
+    "  contribute   send a batch of training gradients or features (or curvature rows)\n"
+    "  attribute    score queries against the store; prints shard, contributor and example\n"
+    "               attributions and can save the signed proof\n"
+    "  stats        the worker's counters\n"
+    "  verify       check a saved receipt or proof offline\n"
+    "  keygen       make a CURVE key pair for encrypted connections\n"
+    "\n"
+    "global options (before or after the command):\n"
+    "  --endpoint E            the worker's ZeroMQ endpoint\n"
+    "  --json                  print one JSON object on stdout (binary fields as hex)\n"
+    "  --timeout S             seconds to wait for a reply (default 60)\n"
+    "  --curve-server-key FILE the worker's CURVE public key (Z85, as keygen writes it)\n"
+    "  --curve-key FILE        this client's CURVE secret key file (PREFIX.key)\n"
+    "\n"
+    "'sediment <command> --help' describes a command. Exit status: 0 ok, 1 the server\n"
+    "replied with an error, did not reply, or verification failed, 2 usage or local error.\n";
+
+static const char s_help_info[] =
+    "usage: sediment info\n"
+    "\n"
+    "Prints the worker's version, backend and device, its signing key (the key receipts and\n"
+    "proofs must verify under) and every registered model with its store size and root.\n";
+
+static const char s_help_register[] =
+    "usage: sediment register --model M --input-dim D --kind rademacher|sjlt|none --dim K\n"
+    "                         --seed S [--s N]\n"
+    "\n"
+    "Registers model M: gradients of length D are projected to K dimensions by the\n"
+    "projection of the given kind and seed (SPEC section 2). --s is sjlt's non-zeros per\n"
+    "input coordinate (default 1; must divide K). With --kind none the client sends\n"
+    "features already projected and --dim defaults to D. Registering the same definition\n"
+    "again is fine; a different one is a conflict.\n";
+
+static const char s_help_contribute[] =
+    "usage: sediment contribute --model M --checkpoint C --lr X --contributor A --shard S\n"
+    "                           --ids FILE.npy (--grads FILE.npy | --features FILE.npy)\n"
+    "                           [--weights FILE.npy] [--dtype bf16] [--receipt-out FILE]\n"
+    "       sediment contribute --curvature --model M --checkpoint C --lr X\n"
+    "                           (--grads FILE.npy | --features FILE.npy) [--dtype bf16]\n"
+    "\n"
+    "Sends one batch: n examples of shard S (owned by contributor A) at checkpoint C with\n"
+    "learning-rate weight X. --ids holds n example ids (uint64, 1-D); --grads an n x d\n"
+    "matrix of per-example gradients (float32, float16, or float64 which is sent as\n"
+    "float32), or --features n x k rows already projected; --weights n float64 example\n"
+    "weights. bfloat16 arrays are stored by NumPy as uint16: pass --dtype bf16 to send them\n"
+    "as such. --curvature sends rows that shape TRAK's curvature and are never scored.\n"
+    "Prints the batch number, its leaf hash and the store's new size and root;\n"
+    "--receipt-out saves the signed receipt (check it with 'sediment verify').\n";
+
+static const char s_help_attribute[] =
+    "usage: sediment attribute --model M (--queries CKPT=FILE.npy ... |\n"
+    "                          --query-features CKPT=FILE.npy ...) [--method dot|cosine|trak]\n"
+    "                          [--aggregate sum|mean] [--topk N] [--lambda X]\n"
+    "                          [--query-ids FILE.npy] [--request-id R] [--dtype bf16]\n"
+    "                          [--proof-out FILE]\n"
+    "\n"
+    "Scores m queries against every example stored for model M. Each CKPT=FILE gives the\n"
+    "m x d query gradients (or m x k features) at one checkpoint; name several checkpoints\n"
+    "to sum over them (TracIn-CP). --method defaults to dot, --aggregate to sum, --topk to\n"
+    "the server's 10 (0: shard and contributor scores only). --lambda sets trak's damping\n"
+    "for every checkpoint. --query-ids names the queries (uint64, 1-D, m values).\n"
+    "Prints, per query, every shard and contributor with its score and share and the\n"
+    "top and bottom examples, read from the signed proof; --proof-out saves the proof.\n";
+
+static const char s_help_stats[] =
+    "usage: sediment stats\n"
+    "\n"
+    "Prints the worker's counters: requests, requests per op, errors per code, batches,\n"
+    "examples and bytes stored, compute seconds and uptime.\n";
+
+static const char s_help_verify[] =
+    "usage: sediment verify FILE [--key HEX]... [--json]\n"
+    "\n"
+    "Checks a receipt or proof saved with --receipt-out/--proof-out, without a server: the\n"
+    "envelope's form, its Ed25519 signature over the exact body bytes, that the body names\n"
+    "the signing key as its worker, and, when --key is given, that the signer is one of\n"
+    "those keys (64 hex digits each). For a receipt it also recomputes the batch's leaf\n"
+    "hash from the body's fields. Prints the type and main fields.\n"
+    "Exit status: 0 valid, 1 the signature, key or leaf does not hold, 2 malformed file.\n";
+
+static const char s_help_keygen[] =
+    "usage: sediment keygen --curve --out PREFIX\n"
+    "\n"
+    "Writes a new CURVE key pair as Z85 text: PREFIX.key (the secret key, mode 0600) and\n"
+    "PREFIX.pub (the public key). Existing files are never overwritten. Give the worker\n"
+    "its .key with --curve-secret and list clients' .pub files in its --allow file; give\n"
+    "a client the worker's .pub with --curve-server-key and its own .key with --curve-key.\n";
+
+/* ---- small parsers ------------------------------------------------------------------- */
+
+static int is_help(const char *arg)
+{
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+/* Matches `--name value` or `--name=value` at argv[*i]; on a match sets *value and moves
+ * *i past it. Returns 1 on a match, 0 otherwise, -1 when the value is missing. */
+static int opt_value(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    const char *a = argv[*i];
+    size_t n = strlen(name);
+    if (strncmp(a, name, n) != 0)
+        return 0;
+    if (a[n] == '=') {
+        *value = a + n + 1;
+        return 1;
+    }
+    if (a[n] != 0)
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *value = argv[++*i];
+    return 1;
+}
+
+static int parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
+        return -1;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_double(const char *s, double *out)
+{
+    if (!s || !*s)
+        return -1;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Takes a global option at argv[*i] if it is one. 1: taken, 0: not one, EXIT_USAGE+100:
+ * a bad value (the message is printed). */
+static int global_opt(globals *g, int argc, char **argv, int *i)
+{
+    const char *v;
+    int r;
+    if (strcmp(argv[*i], "--json") == 0) {
+        g->json = 1;
+        return 1;
+    }
+    if ((r = opt_value(argc, argv, i, "--endpoint", &v)) != 0) {
+        if (r < 0 || !*v)
+            return usage_error("--endpoint needs a value") + 100;
+        g->endpoint = v;
+        return 1;
+    }
+    if ((r = opt_value(argc, argv, i, "--timeout", &v)) != 0) {
+        double t;
+        if (r < 0 || parse_double(v, &t) != 0 || t <= 0 || t > 86400 * 7)
+            return usage_error("--timeout: '%s' is not a number of seconds", r < 0 ? "" : v) + 100;
+        g->timeout_s = t;
+        return 1;
+    }
+    if ((r = opt_value(argc, argv, i, "--curve-server-key", &v)) != 0) {
+        if (r < 0)
+            return usage_error("--curve-server-key needs a file") + 100;
+        g->curve_server_key = v;
+        return 1;
+    }
+    if ((r = opt_value(argc, argv, i, "--curve-key", &v)) != 0) {
+        if (r < 0)
+            return usage_error("--curve-key needs a file") + 100;
+        g->curve_key = v;
+        return 1;
+    }
+    return 0;
+}
+
+/* ---- output helpers ------------------------------------------------------------------ */
+
+static void print_json_str(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20 || *p == 0x7f)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static void print_hex(FILE *f, const uint8_t *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%02x", b[i]);
+}
+
+/* Reports a failed client call; returns the exit status. */
+static int call_failed(const globals *g, sdm_client_t *c, sdm_client_status st)
+{
+    const char *msg = sdm_client_last_error(c);
+    if (g->json) {
+        printf("{\"ok\": false, \"error\": {\"code\": ");
+        print_json_str(stdout, sdm_client_status_str(st));
+        printf(", \"message\": ");
+        print_json_str(stdout, msg);
+        printf("}}\n");
+    }
+    if (sdm_client_status_is_server(st))
+        fprintf(stderr, "sediment %s: the worker replied %s: %s\n", s_cmd,
+                sdm_client_status_str(st), msg);
+    else
+        fprintf(stderr, "sediment %s: %s: %s\n", s_cmd, sdm_client_status_str(st), msg);
+    return st == SDM_CLIENT_BAD_ARGUMENT || st == SDM_CLIENT_NOMEM ? EXIT_USAGE : EXIT_SERVER;
+}
+
+static int print_reply_json(const sdm_reply_t *r)
+{
+    char *j = sdm_reply_json(r);
+    if (!j)
+        return local_error("out of memory");
+    printf("%s\n", j);
+    free(j);
+    return 0;
+}
+
+static void format_time(uint64_t ns, char *out, size_t len)
+{
+    time_t secs = (time_t)(ns / 1000000000u);
+    struct tm tm;
+    if (!gmtime_r(&secs, &tm)) {
+        snprintf(out, len, "%" PRIu64 " ns", ns);
+        return;
+    }
+    char base[32];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out, len, "%s.%09" PRIu64 "Z", base, ns % 1000000000u);
+}
+
+/* Writes bytes to path (created or truncated, 0644). */
+static int write_file(const char *path, const uint8_t *b, size_t n, char *err, size_t err_len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        snprintf(err, err_len, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t w = fwrite(b, 1, n, f);
+    int bad = w != n || fflush(f) != 0;
+    if (fclose(f) != 0 || bad) {
+        snprintf(err, err_len, "%s: write failed: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads a whole file (at most max bytes). *out is malloc'd. */
+static int read_file(const char *path, size_t max, uint8_t **out, size_t *len, char *err,
+                     size_t err_len)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, err_len, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        snprintf(err, err_len, "%s: not a regular file", path);
+        fclose(f);
+        return -1;
+    }
+    if ((uint64_t)st.st_size > max) {
+        snprintf(err, err_len, "%s: %lld bytes, more than the %zu this reads", path,
+                 (long long)st.st_size, max);
+        fclose(f);
+        return -1;
+    }
+    size_t n = (size_t)st.st_size;
+    uint8_t *b = malloc(n ? n : 1);
+    if (!b) {
+        snprintf(err, err_len, "%s: out of memory", path);
+        fclose(f);
+        return -1;
+    }
+    if (fread(b, 1, n, f) != n) {
+        snprintf(err, err_len, "%s: read failed", path);
+        free(b);
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    *out = b;
+    *len = n;
+    return 0;
+}
+
+/* ---- CURVE key files ----------------------------------------------------------------- */
+
+/* Reads a Z85 key (40 characters, surrounding whitespace allowed) from path into out[41].
+ * A secret key file must not be readable by group or others. */
+static int read_z85_key(const char *path, int secret, char out[41], char *err, size_t err_len)
+{
+    uint8_t *b;
+    size_t n;
+    if (read_file(path, 4096, &b, &n, err, err_len) != 0)
+        return -1;
+    if (secret) {
+        struct stat st;
+        if (stat(path, &st) == 0 && (st.st_mode & 077)) {
+            snprintf(err, err_len,
+                     "%s: a secret key file must not be readable by group or "
+                     "others (chmod 600 %s)",
+                     path, path);
+            sodium_memzero(b, n);
+            free(b);
+            return -1;
+        }
+    }
+    size_t start = 0, end = n;
+    while (start < end &&
+           (b[start] == ' ' || b[start] == '\n' || b[start] == '\r' || b[start] == '\t'))
+        start++;
+    while (end > start &&
+           (b[end - 1] == ' ' || b[end - 1] == '\n' || b[end - 1] == '\r' || b[end - 1] == '\t'))
+        end--;
+    int ok = end - start == 40;
+    if (ok) {
+        memcpy(out, b + start, 40);
+        out[40] = 0;
+        uint8_t raw[32];
+        ok = zmq_z85_decode(raw, out) != NULL;
+        sodium_memzero(raw, sizeof(raw));
+    }
+    sodium_memzero(b, n);
+    free(b);
+    if (!ok) {
+        snprintf(err, err_len, "%s: not a Z85 CURVE key (40 characters)", path);
+        return -1;
+    }
+    return 0;
+}
+
+static sdm_client_t *make_client(const globals *g, int *rc)
+{
+    sdm_client_opts o;
+    memset(&o, 0, sizeof(o));
+    double ms = g->timeout_s * 1000.0;
+    o.timeout_ms = ms > INT_MAX ? INT_MAX : ms < 1 ? 1 : (int)ms;
+    char server[41] = {0}, secret[41] = {0}, public_key[41] = {0};
+    char err[512];
+    if (!!g->curve_server_key != !!g->curve_key) {
+        *rc = usage_error("--curve-server-key and --curve-key go together");
+        return NULL;
+    }
+    if (g->curve_key) {
+        if (read_z85_key(g->curve_server_key, 0, server, err, sizeof(err)) != 0 ||
+            read_z85_key(g->curve_key, 1, secret, err, sizeof(err)) != 0) {
+            *rc = local_error("%s", err);
+            return NULL;
+        }
+        if (zmq_curve_public(public_key, secret) != 0) {
+            sodium_memzero(secret, sizeof(secret));
+            *rc = local_error("%s: cannot derive the public key: %s", g->curve_key,
+                              zmq_strerror(zmq_errno()));
+            return NULL;
+        }
+        o.server_key = server;
+        o.public_key = public_key;
+        o.secret_key = secret;
+    }
+    sdm_client_t *c = sdm_client_new(g->endpoint, &o, err, sizeof(err));
+    sodium_memzero(secret, sizeof(secret));
+    if (!c)
+        *rc = local_error("%s", err);
+    return c;
+}
+
+/* ---- matrices from .npy files -------------------------------------------------------- */
+
+typedef struct loaded_matrix {
+    sdm_npy npy;
+    float *converted; /* float64 files are sent as float32 */
+    sdm_matrix m;
+} loaded_matrix;
+
+static void loaded_free(loaded_matrix *l)
+{
+    sdm_npy_free(&l->npy);
+    free(l->converted);
+    memset(l, 0, sizeof(*l));
+}
+
+/* Loads a 2-D matrix file. dtype_flag is --dtype (NULL when absent): "bf16" makes <u2
+ * files bfloat16; "f32"/"f16" insist on that dtype. */
+static int load_matrix(const char *path, const char *dtype_flag, const char *what, loaded_matrix *l,
+                       char *err, size_t err_len)
+{
+    memset(l, 0, sizeof(*l));
+    int bf16 = dtype_flag && strcmp(dtype_flag, "bf16") == 0;
+    unsigned accept =
+        SDM_NPY_MASK(SDM_NPY_F4) | SDM_NPY_MASK(SDM_NPY_F2) | SDM_NPY_MASK(SDM_NPY_F8);
+    if (bf16)
+        accept = SDM_NPY_MASK(SDM_NPY_U2);
+    else if (dtype_flag && strcmp(dtype_flag, "f16") == 0)
+        accept = SDM_NPY_MASK(SDM_NPY_F2);
+    else if (dtype_flag && strcmp(dtype_flag, "f32") == 0)
+        accept = SDM_NPY_MASK(SDM_NPY_F4) | SDM_NPY_MASK(SDM_NPY_F8);
+    if (sdm_npy_read(path, accept, &l->npy, err, err_len) != 0) {
+        /* a uint16 file without --dtype bf16 is the one mistake worth a hint */
+        sdm_npy probe;
+        char e2[64];
+        if (!bf16 && sdm_npy_read(path, SDM_NPY_MASK(SDM_NPY_U2), &probe, e2, sizeof(e2)) == 0) {
+            sdm_npy_free(&probe);
+            size_t used = strlen(err);
+            snprintf(err + used, err_len - used,
+                     " (for bfloat16 stored as uint16, pass --dtype "
+                     "bf16)");
+        }
+        return -1;
+    }
+    if (l->npy.ndim != 2) {
+        snprintf(err, err_len, "%s: %s must be a 2-D array (rows x columns), this one is 1-D", path,
+                 what);
+        loaded_free(l);
+        return -1;
+    }
+    l->m.rows = l->npy.shape[0];
+    l->m.cols = l->npy.shape[1];
+    l->m.data = l->npy.data;
+    switch (l->npy.dtype) {
+    case SDM_NPY_F4:
+        l->m.dtype = SDM_F32;
+        break;
+    case SDM_NPY_F2:
+        l->m.dtype = SDM_F16;
+        break;
+    case SDM_NPY_U2:
+        l->m.dtype = SDM_BF16;
+        break;
+    case SDM_NPY_F8: {
+        size_t n = (size_t)(l->m.rows * l->m.cols);
+        const double *d = l->npy.data;
+        l->converted = malloc((n ? n : 1) * sizeof(float));
+        if (!l->converted) {
+            snprintf(err, err_len, "%s: out of memory", path);
+            loaded_free(l);
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (isfinite(d[i]) && fabs(d[i]) > FLT_MAX) {
+                snprintf(err, err_len, "%s: element %zu (row %zu) is %g, outside float32's range",
+                         path, i, i / (size_t)l->m.cols, d[i]);
+                loaded_free(l);
+                return -1;
+            }
+            l->converted[i] = (float)d[i];
+        }
+        l->m.dtype = SDM_F32;
+        l->m.data = l->converted;
+        break;
+    }
+    default:
+        snprintf(err, err_len, "%s: unexpected dtype", path);
+        loaded_free(l);
+        return -1;
+    }
+    return 0;
+}
+
+/* Loads a 1-D array of one dtype with an expected length (0: any). */
+static int load_vector(const char *path, sdm_npy_dtype dtype, uint64_t want_n, const char *what,
+                       const char *against, sdm_npy *out, char *err, size_t err_len)
+{
+    if (sdm_npy_read(path, SDM_NPY_MASK(dtype), out, err, err_len) != 0) {
+        if (dtype == SDM_NPY_U8 && strstr(err, "'<i8'")) {
+            size_t used = strlen(err);
+            snprintf(err + used, err_len - used, " (np.asarray(ids, dtype=np.uint64))");
+        }
+        return -1;
+    }
+    if (out->ndim != 1) {
+        snprintf(err, err_len, "%s: %s must be a 1-D array", path, what);
+        sdm_npy_free(out);
+        return -1;
+    }
+    if (want_n && out->shape[0] != want_n) {
+        snprintf(err, err_len, "%s: %" PRIu64 " %s, but %s has %" PRIu64 " rows", path,
+                 out->shape[0], what, against, want_n);
+        sdm_npy_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_dtype_flag(const char *v)
+{
+    return strcmp(v, "bf16") == 0 || strcmp(v, "f16") == 0 || strcmp(v, "f32") == 0;
+}
+
+/* ---- info ---------------------------------------------------------------------------- */
+
+static int cmd_info(globals *g, int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_info, stdout);
+            return 0;
+        }
+        int r = global_opt(g, argc, argv, &i);
+        if (r > 100)
+            return r - 100;
+        if (!r)
+            return usage_error("unexpected argument '%s'", argv[i]);
+    }
+    int rc = 0;
+    sdm_client_t *c = make_client(g, &rc);
+    if (!c)
+        return rc;
+    sdm_reply_t *r;
+    sdm_client_status st = sdm_client_info(c, &r);
+    if (st != SDM_CLIENT_OK) {
+        rc = call_failed(g, c, st);
+        sdm_client_destroy(&c);
+        return rc;
+    }
+    if (g->json) {
+        rc = print_reply_json(r);
+    } else {
+        size_t klen;
+        const uint8_t *key = sdm_reply_bin(r, "worker_key", &klen);
+        printf("version     %s\n", sdm_reply_str(r, "version"));
+        printf("backend     %s (%s)\n", sdm_reply_str(r, "backend"), sdm_reply_str(r, "device"));
+        printf("worker key  ");
+        print_hex(stdout, key, klen);
+        printf("\nmodels      %zu\n", sdm_reply_n_models(r));
+        for (size_t i = 0; i < sdm_reply_n_models(r); i++) {
+            const sdm_model_info *m = sdm_reply_model(r, i);
+            printf("  %s: input_dim %" PRIu64 ", %s k=%" PRIu64 " seed=%" PRIu64, m->model,
+                   m->input_dim, m->kind, m->dim, m->seed);
+            if (strcmp(m->kind, "sjlt") == 0)
+                printf(" s=%" PRIu64, m->s ? m->s : 1);
+            printf(", store_size %" PRIu64 ", store_root ", m->store_size);
+            print_hex(stdout, m->store_root, 32);
+            printf("\n");
+        }
+    }
+    sdm_reply_destroy(&r);
+    sdm_client_destroy(&c);
+    return rc;
+}
+
+/* ---- register ------------------------------------------------------------------------ */
+
+static int cmd_register(globals *g, int argc, char **argv)
+{
+    const char *model = NULL, *input_dim = NULL, *kind = NULL, *dim = NULL, *seed = NULL, *s = NULL;
+    struct {
+        const char *name;
+        const char **dst;
+    } opts[] = {{"--model", &model}, {"--input-dim", &input_dim}, {"--kind", &kind},
+                {"--dim", &dim},     {"--seed", &seed},           {"--s", &s}};
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_register, stdout);
+            return 0;
+        }
+        int r = global_opt(g, argc, argv, &i);
+        if (r > 100)
+            return r - 100;
+        if (r)
+            continue;
+        size_t k;
+        for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+            r = opt_value(argc, argv, &i, opts[k].name, opts[k].dst);
+            if (r < 0)
+                return usage_error("%s needs a value", opts[k].name);
+            if (r)
+                break;
+        }
+        if (k == sizeof(opts) / sizeof(opts[0]))
+            return usage_error("unexpected argument '%s'", argv[i]);
+    }
+    if (!model || !input_dim || !kind || !seed)
+        return usage_error("--%s is required", !model       ? "model"
+                                               : !input_dim ? "input-dim"
+                                               : !kind      ? "kind"
+                                                            : "seed");
+    sdm_projection p;
+    memset(&p, 0, sizeof(p));
+    uint64_t v;
+    if (sdm_proj_kind_parse(kind, &p.kind) != SDM_OK)
+        return usage_error("--kind: '%s' is not rademacher, sjlt or none", kind);
+    if (parse_u64(input_dim, &p.input_dim) != 0 || p.input_dim == 0)
+        return usage_error("--input-dim: '%s' is not a positive integer", input_dim);
+    if (!dim && p.kind != SDM_PROJ_NONE)
+        return usage_error("--dim is required");
+    if (dim) {
+        if (parse_u64(dim, &v) != 0 || v == 0 || v > UINT32_MAX)
+            return usage_error("--dim: '%s' is not a positive 32-bit integer", dim);
+        p.dim = (uint32_t)v;
+    } else {
+        if (p.input_dim > UINT32_MAX)
+            return usage_error("--dim: give it; --input-dim is too large to default to");
+        p.dim = (uint32_t)p.input_dim;
+    }
+    if (parse_u64(seed, &p.seed) != 0)
+        return usage_error("--seed: '%s' is not an unsigned 64-bit integer", seed);
+    if (s) {
+        if (p.kind != SDM_PROJ_SJLT)
+            return usage_error("--s is for --kind sjlt only");
+        if (parse_u64(s, &v) != 0 || v == 0 || v > UINT32_MAX)
+            return usage_error("--s: '%s' is not a positive integer", s);
+        p.s = (uint32_t)v;
+    }
+    int rc = 0;
+    sdm_client_t *c = make_client(g, &rc);
+    if (!c)
+        return rc;
+    sdm_reply_t *r;
+    sdm_client_status st = sdm_client_register(c, model, &p, &r);
+    if (st != SDM_CLIENT_OK) {
+        rc = call_failed(g, c, st);
+        sdm_client_destroy(&c);
+        return rc;
+    }
+    if (g->json) {
+        rc = print_reply_json(r);
+    } else {
+        int created = 0;
+        (void)sdm_reply_bool(r, "created", &created);
+        printf(created ? "registered model %s\n"
+                       : "model %s was already registered with this definition\n",
+               model);
+    }
+    sdm_reply_destroy(&r);
+    sdm_client_destroy(&c);
+    return rc;
+}
+
+/* ---- contribute ---------------------------------------------------------------------- */
+
+static int cmd_contribute(globals *g, int argc, char **argv)
+{
+    const char *model = NULL, *ckpt = NULL, *lr_s = NULL, *contributor = NULL, *shard = NULL,
+               *ids_path = NULL, *grads = NULL, *features = NULL, *weights_path = NULL,
+               *dtype = NULL, *receipt_out = NULL;
+    int curvature = 0;
+    struct {
+        const char *name;
+        const char **dst;
+    } opts[] = {{"--model", &model},
+                {"--checkpoint", &ckpt},
+                {"--lr", &lr_s},
+                {"--contributor", &contributor},
+                {"--shard", &shard},
+                {"--ids", &ids_path},
+                {"--grads", &grads},
+                {"--features", &features},
+                {"--weights", &weights_path},
+                {"--dtype", &dtype},
+                {"--receipt-out", &receipt_out}};
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_contribute, stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--curvature") == 0) {
+            curvature = 1;
+            continue;
+        }
+        int r = global_opt(g, argc, argv, &i);
+        if (r > 100)
+            return r - 100;
+        if (r)
+            continue;
+        size_t k;
+        for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+            r = opt_value(argc, argv, &i, opts[k].name, opts[k].dst);
+            if (r < 0)
+                return usage_error("%s needs a value", opts[k].name);
+            if (r)
+                break;
+        }
+        if (k == sizeof(opts) / sizeof(opts[0]))
+            return usage_error("unexpected argument '%s'", argv[i]);
+    }
+    if (!model || !ckpt || !lr_s)
+        return usage_error("--%s is required", !model ? "model" : !ckpt ? "checkpoint" : "lr");
+    if (!!grads == !!features)
+        return usage_error("give exactly one of --grads and --features");
+    if (curvature) {
+        if (contributor || shard || ids_path || weights_path)
+            return usage_error("--curvature rows carry no %s", contributor ? "--contributor"
+                                                               : shard     ? "--shard"
+                                                               : ids_path  ? "--ids"
+                                                                           : "--weights");
+    } else if (!contributor || !shard || !ids_path) {
+        return usage_error("--%s is required (or --curvature)", !contributor ? "contributor"
+                                                                : !shard     ? "shard"
+                                                                             : "ids");
+    }
+    double lr;
+    if (parse_double(lr_s, &lr) != 0)
+        return usage_error("--lr: '%s' is not a finite number", lr_s);
+    if (dtype && !check_dtype_flag(dtype))
+        return usage_error("--dtype: '%s' is not bf16, f16 or f32", dtype);
+
+    char err[512];
+    loaded_matrix rows;
+    sdm_npy ids, weights;
+    memset(&ids, 0, sizeof(ids));
+    memset(&weights, 0, sizeof(weights));
+    if (load_matrix(grads ? grads : features, dtype, grads ? "--grads" : "--features", &rows, err,
+                    sizeof(err)) != 0)
+        return local_error("%s", err);
+    int rc = 0;
+    const char *rows_path = grads ? grads : features;
+    if (!curvature && load_vector(ids_path, SDM_NPY_U8, rows.m.rows, "example ids", rows_path, &ids,
+                                  err, sizeof(err)) != 0) {
+        rc = local_error("%s", err);
+        goto done;
+    }
+    if (weights_path && load_vector(weights_path, SDM_NPY_F8, rows.m.rows, "weights", rows_path,
+                                    &weights, err, sizeof(err)) != 0) {
+        rc = local_error("%s", err);
+        goto done;
+    }
+    sdm_batch b;
+    memset(&b, 0, sizeof(b));
+    b.checkpoint = ckpt;
+    b.lr = lr;
+    b.contributor = contributor;
+    b.shard = shard;
+    b.curvature = curvature;
+    b.ids = curvature ? NULL : (const uint64_t *)ids.data;
+    b.rows = rows.m;
+    b.is_features = features != NULL;
+    b.weights = weights_path ? (const double *)weights.data : NULL;
+
+    sdm_client_t *c = make_client(g, &rc);
+    if (!c)
+        goto done;
+    sdm_reply_t *r;
+    sdm_client_status st = sdm_client_contribute(c, model, &b, &r);
+    if (st != SDM_CLIENT_OK) {
+        rc = call_failed(g, c, st);
+        sdm_client_destroy(&c);
+        goto done;
+    }
+    size_t env_len = 0;
+    const uint8_t *env = sdm_reply_envelope(r, &env_len);
+    if (receipt_out && write_file(receipt_out, env, env_len, err, sizeof(err)) != 0) {
+        /* the batch is stored; say so, so the user does not send it again */
+        fprintf(stderr,
+                "sediment contribute: the batch was accepted, but saving the receipt "
+                "failed: %s\n",
+                err);
+        rc = EXIT_USAGE;
+    }
+    if (g->json) {
+        if (print_reply_json(r) != 0)
+            rc = EXIT_USAGE;
+    } else {
+        uint64_t batch = 0, size = 0;
+        size_t l;
+        (void)sdm_reply_u64(r, "batch", &batch);
+        (void)sdm_reply_u64(r, "store_size", &size);
+        printf("batch       %" PRIu64 "\nleaf        ", batch);
+        print_hex(stdout, sdm_reply_bin(r, "leaf", &l), 32);
+        printf("\nstore_size  %" PRIu64 "\nstore_root  ", size);
+        print_hex(stdout, sdm_reply_bin(r, "store_root", &l), 32);
+        printf("\n");
+        if (receipt_out && rc == 0)
+            printf("receipt     %s (%zu bytes)\n", receipt_out, env_len);
+    }
+    sdm_reply_destroy(&r);
+    sdm_client_destroy(&c);
+done:
+    loaded_free(&rows);
+    sdm_npy_free(&ids);
+    sdm_npy_free(&weights);
+    return rc;
+}
+
+/* ---- attribute ----------------------------------------------------------------------- */
+
+static void print_queries(const sdm_reply_t *body)
+{
+    for (size_t q = 0; q < sdm_reply_n_queries(body); q++) {
+        const sdm_query_result *qr = sdm_reply_query(body, q);
+        printf("\nquery %s\n", qr->id);
+        printf("  %-24s %-20s %14s %8s\n", "shard", "contributor", "score", "share");
+        for (size_t i = 0; i < qr->n_shards; i++)
+            printf("  %-24s %-20s %14.6g %7.2f%%\n", qr->shards[i].shard, qr->shards[i].contributor,
+                   qr->shards[i].score, 100 * qr->shards[i].share);
+        printf("  %-45s %14s %8s\n", "contributor", "score", "share");
+        for (size_t i = 0; i < qr->n_contributors; i++)
+            printf("  %-45s %14.6g %7.2f%%\n", qr->contributors[i].contributor,
+                   qr->contributors[i].score, 100 * qr->contributors[i].share);
+        if (qr->n_top) {
+            printf("  top (helps most)          %-20s %14s\n", "shard", "score");
+            for (size_t i = 0; i < qr->n_top; i++)
+                printf("    example %-15" PRIu64 " %-20s %14.6g\n", qr->top[i].example_id,
+                       qr->top[i].shard, qr->top[i].score);
+        }
+        if (qr->n_bottom) {
+            printf("  bottom (hurts most)       %-20s %14s\n", "shard", "score");
+            for (size_t i = 0; i < qr->n_bottom; i++)
+                printf("    example %-15" PRIu64 " %-20s %14.6g\n", qr->bottom[i].example_id,
+                       qr->bottom[i].shard, qr->bottom[i].score);
+        }
+    }
+}
+
+/* The header lines of a proof body: model, method, checkpoints, store. */
+static void print_proof_header(const sdm_reply_t *body)
+{
+    uint64_t size = 0;
+    size_t l = 0;
+    printf("model       %s\n", sdm_reply_str(body, "model") ? sdm_reply_str(body, "model") : "?");
+    printf("method      %s, aggregate %s\n",
+           sdm_reply_str(body, "method") ? sdm_reply_str(body, "method") : "?",
+           sdm_reply_str(body, "aggregate") ? sdm_reply_str(body, "aggregate") : "?");
+    int64_t n_ck = sdm_reply_count(body, "checkpoints");
+    printf("checkpoints");
+    for (int64_t i = 0; i < n_ck; i++) {
+        char p_id[48], p_lr[48];
+        snprintf(p_id, sizeof(p_id), "checkpoints.%" PRId64 ".id", i);
+        snprintf(p_lr, sizeof(p_lr), "checkpoints.%" PRId64 ".lr", i);
+        double lr = NAN, lambda = NAN;
+        (void)sdm_reply_f64(body, p_lr, &lr);
+        const char *id = sdm_reply_str(body, p_id);
+        printf(" %s (lr %g", id ? id : "?", lr);
+        char p_lam[48];
+        snprintf(p_lam, sizeof(p_lam), "lambda.%" PRId64, i);
+        if (sdm_reply_f64(body, p_lam, &lambda) == 0)
+            printf(", lambda %g", lambda);
+        printf(")");
+    }
+    (void)sdm_reply_u64(body, "store_size", &size);
+    printf("\nstore_size  %" PRIu64 "\nstore_root  ", size);
+    const uint8_t *root = sdm_reply_bin(body, "store_root", &l);
+    if (root)
+        print_hex(stdout, root, l);
+    const char *rid = sdm_reply_str(body, "request_id");
+    printf("\n");
+    if (rid && *rid)
+        printf("request_id  %s\n", rid);
+}
+
+typedef struct query_arg {
+    const char *checkpoint; /* points into argv (the part before '=') */
+    const char *path;
+    loaded_matrix mat;
+} query_arg;
+
+static int cmd_attribute(globals *g, int argc, char **argv)
+{
+    const char *model = NULL, *method_s = NULL, *agg_s = NULL, *topk_s = NULL, *lambda_s = NULL,
+               *request_id = NULL, *proof_out = NULL, *dtype = NULL, *qids_path = NULL;
+    struct {
+        const char *name;
+        const char **dst;
+    } opts[] = {{"--model", &model},         {"--method", &method_s}, {"--aggregate", &agg_s},
+                {"--topk", &topk_s},         {"--lambda", &lambda_s}, {"--request-id", &request_id},
+                {"--proof-out", &proof_out}, {"--dtype", &dtype},     {"--query-ids", &qids_path}};
+    query_arg *qa = calloc((size_t)argc + 1, sizeof(query_arg));
+    if (!qa)
+        return local_error("out of memory");
+    size_t n_q = 0;
+    int features = -1; /* -1: not yet known; 0: --queries; 1: --query-features */
+    int rc = 0;
+    /* CKPT=FILE values follow --queries / --query-features until the next option */
+    int collecting = 0;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_attribute, stdout);
+            free(qa);
+            return 0;
+        }
+        const char *a = argv[i];
+        int is_q = strcmp(a, "--queries") == 0 || strncmp(a, "--queries=", 10) == 0;
+        int is_f = strcmp(a, "--query-features") == 0 || strncmp(a, "--query-features=", 17) == 0;
+        const char *pair = NULL;
+        if (is_q || is_f) {
+            if (features >= 0 && features != is_f) {
+                rc = usage_error("--queries and --query-features cannot be mixed");
+                goto done;
+            }
+            features = is_f;
+            const char *eq = strchr(a, '=');
+            if (eq) {
+                pair = eq + 1;
+            } else {
+                collecting = 1;
+                if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0) {
+                    rc = usage_error("%s needs CKPT=FILE.npy", a);
+                    goto done;
+                }
+                continue;
+            }
+        } else if (collecting && strncmp(a, "--", 2) != 0) {
+            pair = a;
+        }
+        if (pair) {
+            const char *eq = strchr(pair, '=');
+            if (!eq || eq == pair || !eq[1]) {
+                rc = usage_error("'%s' is not CKPT=FILE.npy", pair);
+                goto done;
+            }
+            /* the checkpoint name is the text before the first '=' */
+            size_t n = (size_t)(eq - pair);
+            char *ck = malloc(n + 1);
+            if (!ck) {
+                rc = local_error("out of memory");
+                goto done;
+            }
+            memcpy(ck, pair, n);
+            ck[n] = 0;
+            qa[n_q].checkpoint = ck;
+            qa[n_q].path = eq + 1;
+            n_q++;
+            continue;
+        }
+        collecting = 0;
+        int r = global_opt(g, argc, argv, &i);
+        if (r > 100) {
+            rc = r - 100;
+            goto done;
+        }
+        if (r)
+            continue;
+        size_t k;
+        for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
+            r = opt_value(argc, argv, &i, opts[k].name, opts[k].dst);
+            if (r < 0) {
+                rc = usage_error("%s needs a value", opts[k].name);
+                goto done;
+            }
+            if (r)
+                break;
+        }
+        if (k == sizeof(opts) / sizeof(opts[0])) {
+            rc = usage_error("unexpected argument '%s'", a);
+            goto done;
+        }
+    }
+    if (!model) {
+        rc = usage_error("--model is required");
+        goto done;
+    }
+    if (n_q == 0) {
+        rc = usage_error("give the queries: --queries CKPT=FILE.npy or --query-features "
+                         "CKPT=FILE.npy");
+        goto done;
+    }
+    sdm_client_attr req;
+    memset(&req, 0, sizeof(req));
+    req.model = model;
+    req.topk = -1;
+    if (method_s && sdm_method_parse(method_s, &req.method) != SDM_OK) {
+        rc = usage_error("--method: '%s' is not dot, cosine or trak", method_s);
+        goto done;
+    }
+    if (agg_s && sdm_aggregate_parse(agg_s, &req.aggregate) != SDM_OK) {
+        rc = usage_error("--aggregate: '%s' is not sum or mean", agg_s);
+        goto done;
+    }
+    if (topk_s) {
+        uint64_t t;
+        if (parse_u64(topk_s, &t) != 0 || t > INT_MAX) {
+            rc = usage_error("--topk: '%s' is not a non-negative integer", topk_s);
+            goto done;
+        }
+        req.topk = (int)t;
+    }
+    if (lambda_s) {
+        if (parse_double(lambda_s, &req.lambda) != 0 || req.lambda < 0) {
+            rc = usage_error("--lambda: '%s' is not a non-negative number", lambda_s);
+            goto done;
+        }
+        req.has_lambda = 1;
+    }
+    if (dtype && !check_dtype_flag(dtype)) {
+        rc = usage_error("--dtype: '%s' is not bf16, f16 or f32", dtype);
+        goto done;
+    }
+    for (size_t i = 0; i < n_q; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(qa[i].checkpoint, qa[j].checkpoint) == 0) {
+                rc = usage_error("checkpoint '%s' is given twice", qa[i].checkpoint);
+                goto done;
+            }
+
+    char err[512];
+    sdm_query *queries = calloc(n_q, sizeof(sdm_query));
+    sdm_npy qids;
+    memset(&qids, 0, sizeof(qids));
+    if (!queries) {
+        rc = local_error("out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n_q; i++) {
+        if (load_matrix(qa[i].path, dtype, features ? "--query-features" : "--queries", &qa[i].mat,
+                        err, sizeof(err)) != 0) {
+            rc = local_error("%s", err);
+            goto done_q;
+        }
+        if (i > 0 && qa[i].mat.m.rows != qa[0].mat.m.rows) {
+            rc = local_error("%s has %" PRIu64 " queries but %s has %" PRIu64
+                             "; every checkpoint needs the same queries",
+                             qa[i].path, qa[i].mat.m.rows, qa[0].path, qa[0].mat.m.rows);
+            goto done_q;
+        }
+        queries[i].checkpoint = qa[i].checkpoint;
+        queries[i].rows = qa[i].mat.m;
+        queries[i].is_features = features;
+        queries[i].lambda = NAN;
+    }
+    if (qids_path) {
+        if (load_vector(qids_path, SDM_NPY_U8, qa[0].mat.m.rows, "query ids", qa[0].path, &qids,
+                        err, sizeof(err)) != 0) {
+            rc = local_error("%s", err);
+            goto done_q;
+        }
+        req.query_ids = qids.data; /* NULL for zero queries: nothing to name */
+    }
+    req.n_queries = n_q;
+    req.queries = queries;
+    req.request_id = request_id;
+
+    sdm_client_t *c = make_client(g, &rc);
+    if (!c)
+        goto done_q;
+    sdm_reply_t *r;
+    sdm_client_status st = sdm_client_attribute(c, &req, &r);
+    if (st != SDM_CLIENT_OK) {
+        rc = call_failed(g, c, st);
+        sdm_client_destroy(&c);
+        goto done_q;
+    }
+    size_t env_len = 0;
+    const uint8_t *env = sdm_reply_envelope(r, &env_len);
+    if (proof_out && write_file(proof_out, env, env_len, err, sizeof(err)) != 0) {
+        fprintf(stderr, "sediment attribute: saving the proof failed: %s\n", err);
+        rc = EXIT_USAGE;
+    }
+    /* what we print comes from the signed body, so check it first */
+    sdm_reply_t *body = NULL;
+    uint8_t signer[32];
+    sdm_client_status vs = sdm_client_open_envelope(env, env_len, &body, signer, err, sizeof(err));
+    if (vs != SDM_CLIENT_OK) {
+        fprintf(stderr, "sediment attribute: the worker's proof does not verify: %s\n", err);
+        rc = EXIT_SERVER;
+    }
+    if (g->json) {
+        if (print_reply_json(r) != 0)
+            rc = EXIT_USAGE;
+    } else if (body) {
+        print_proof_header(body);
+        printf("signed by   ");
+        print_hex(stdout, signer, 32);
+        printf(" (signature ok)\n");
+        if (proof_out && rc == 0)
+            printf("proof       %s (%zu bytes)\n", proof_out, env_len);
+        print_queries(body);
+    }
+    sdm_reply_destroy(&body);
+    sdm_reply_destroy(&r);
+    sdm_client_destroy(&c);
+done_q:
+    sdm_npy_free(&qids);
+    free(queries);
+done:
+    for (size_t i = 0; i < n_q; i++) {
+        free((char *)qa[i].checkpoint);
+        loaded_free(&qa[i].mat);
+    }
+    free(qa);
+    return rc;
+}
+
+/* ---- stats --------------------------------------------------------------------------- */
+
+static int cmd_stats(globals *g, int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_stats, stdout);
+            return 0;
+        }
+        int r = global_opt(g, argc, argv, &i);
+        if (r > 100)
+            return r - 100;
+        if (!r)
+            return usage_error("unexpected argument '%s'", argv[i]);
+    }
+    int rc = 0;
+    sdm_client_t *c = make_client(g, &rc);
+    if (!c)
+        return rc;
+    sdm_reply_t *r;
+    sdm_client_status st = sdm_client_stats(c, &r);
+    if (st != SDM_CLIENT_OK) {
+        rc = call_failed(g, c, st);
+        sdm_client_destroy(&c);
+        return rc;
+    }
+    if (g->json) {
+        rc = print_reply_json(r);
+    } else {
+        /* every field but id and ok, one level of maps flattened as "errors.not_found" */
+        int64_t n = sdm_reply_count(r, NULL);
+        for (int64_t i = 0; i < n; i++) {
+            const char *key = sdm_reply_key(r, NULL, (size_t)i);
+            if (!key || strcmp(key, "id") == 0 || strcmp(key, "ok") == 0)
+                continue;
+            int64_t sub = sdm_reply_count(r, key);
+            for (int64_t j = 0; j < (sub < 0 ? 1 : sub); j++) {
+                char path[256], label[256];
+                if (sub < 0) {
+                    snprintf(path, sizeof(path), "%s", key);
+                } else {
+                    const char *sk = sdm_reply_key(r, key, (size_t)j);
+                    if (!sk)
+                        continue;
+                    snprintf(path, sizeof(path), "%s.%s", key, sk);
+                }
+                snprintf(label, sizeof(label), "%s", path);
+                uint64_t u;
+                double d;
+                const char *s;
+                if (sdm_reply_u64(r, path, &u) == 0)
+                    printf("%-28s %" PRIu64 "\n", label, u);
+                else if (sdm_reply_f64(r, path, &d) == 0)
+                    printf("%-28s %.6g\n", label, d);
+                else if ((s = sdm_reply_str(r, path)))
+                    printf("%-28s %s\n", label, s);
+            }
+        }
+    }
+    sdm_reply_destroy(&r);
+    sdm_client_destroy(&c);
+    return rc;
+}
+
+/* ---- verify -------------------------------------------------------------------------- */
+
+#define MAX_KEYS 64
+
+/* Recomputes a receipt's leaf hash from its body. 0 when it matches, 1 when it does not,
+ * -1 when the body lacks a field (*what names it). */
+static int check_receipt_leaf(const sdm_reply_t *body, const char **what)
+{
+    sdm_leaf_fields f;
+    memset(&f, 0, sizeof(f));
+    size_t l;
+    const uint8_t *b;
+    f.model = sdm_reply_str(body, "model");
+    f.checkpoint = sdm_reply_str(body, "checkpoint");
+    f.contributor = sdm_reply_str(body, "contributor");
+    f.shard = sdm_reply_str(body, "shard");
+    *what = !f.model         ? "model"
+            : !f.checkpoint  ? "checkpoint"
+            : !f.contributor ? "contributor"
+            : !f.shard       ? "shard"
+                             : NULL;
+    if (*what)
+        return -1;
+    if (sdm_reply_f64(body, "lr", &f.lr) != 0) {
+        *what = "lr";
+        return -1;
+    }
+    if (sdm_reply_u64(body, "n", &f.n) != 0) {
+        *what = "n";
+        return -1;
+    }
+    if (sdm_reply_bool(body, "curvature", &f.curvature) != 0) {
+        *what = "curvature";
+        return -1;
+    }
+    static const char *const digests[3] = {"ids_digest", "data_digest", "weights_digest"};
+    uint8_t *dst[3] = {f.ids_digest, f.data_digest, f.weights_digest};
+    for (int i = 0; i < 3; i++) {
+        if (!(b = sdm_reply_bin(body, digests[i], &l)) || l != SDM_HASH_LEN) {
+            *what = digests[i];
+            return -1;
+        }
+        memcpy(dst[i], b, SDM_HASH_LEN);
+    }
+    const uint8_t *leaf = sdm_reply_bin(body, "leaf", &l);
+    if (!leaf || l != SDM_HASH_LEN) {
+        *what = "leaf";
+        return -1;
+    }
+    uint8_t want[SDM_HASH_LEN];
+    if (sdm_leaf_hash(&f, want) != 0) {
+        *what = "leaf (out of memory)";
+        return -1;
+    }
+    return memcmp(want, leaf, SDM_HASH_LEN) == 0 ? 0 : 1;
+}
+
+static int cmd_verify(globals *g, int argc, char **argv)
+{
+    const char *path = NULL;
+    uint8_t keys[MAX_KEYS][32];
+    size_t n_keys = 0;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_verify, stdout);
+            return 0;
+        }
+        const char *v;
+        int r = opt_value(argc, argv, &i, "--key", &v);
+        if (r < 0)
+            return usage_error("--key needs 64 hex digits");
+        if (r) {
+            if (n_keys == MAX_KEYS)
+                return usage_error("at most %d --key options", MAX_KEYS);
+            if (strlen(v) != 64 || sdm_unhex(v, keys[n_keys], 32) != 0)
+                return usage_error("--key: '%s' is not 64 hex digits", v);
+            n_keys++;
+            continue;
+        }
+        r = global_opt(g, argc, argv, &i);
+        if (r > 100)
+            return r - 100;
+        if (r)
+            continue;
+        if (argv[i][0] == '-' && argv[i][1])
+            return usage_error("unexpected option '%s'", argv[i]);
+        if (path)
+            return usage_error("one file at a time ('%s' and '%s')", path, argv[i]);
+        path = argv[i];
+    }
+    if (!path)
+        return usage_error("give the receipt or proof file to verify");
+
+    char err[512];
+    uint8_t *env;
+    size_t env_len;
+    if (read_file(path, (size_t)1 << 34, &env, &env_len, err, sizeof(err)) != 0)
+        return local_error("%s", err);
+    sdm_reply_t *body = NULL;
+    uint8_t signer[32];
+    sdm_client_status st = sdm_client_open_envelope(env, env_len, &body, signer, err, sizeof(err));
+    free(env);
+    int rc = 0;
+    const char *problem = NULL;
+    char problem_buf[600];
+    if (st == SDM_CLIENT_BAD_REPLY) {
+        snprintf(problem_buf, sizeof(problem_buf), "%s: malformed: %s", path, err);
+        problem = problem_buf;
+        rc = EXIT_USAGE;
+    } else if (st != SDM_CLIENT_OK) {
+        snprintf(problem_buf, sizeof(problem_buf), "%s: the signature does not hold (%s)", path,
+                 err);
+        problem = problem_buf;
+        rc = EXIT_SERVER;
+    }
+    const char *type = body ? sdm_reply_str(body, "type") : NULL;
+    uint64_t v = 0;
+    size_t wl = 0;
+    const uint8_t *worker = body ? sdm_reply_bin(body, "worker", &wl) : NULL;
+    int leaf_state = -2; /* -2: not a receipt; 0 ok; 1 mismatch */
+    int key_allowed = -1;
+    if (rc == 0) {
+        if (sdm_reply_u64(body, "v", &v) != 0 || v != 1 || !type ||
+            (strcmp(type, "contribution") != 0 && strcmp(type, "attribution") != 0) || !worker ||
+            wl != 32) {
+            snprintf(problem_buf, sizeof(problem_buf), "%s: malformed body: %s", path,
+                     sdm_reply_u64(body, "v", &v) != 0 || v != 1 ? "'v' is not 1"
+                     : !type                                     ? "'type' missing"
+                     : (!worker || wl != 32) &&
+                             (strcmp(type, "contribution") == 0 || strcmp(type, "attribution") == 0)
+                         ? "'worker' is not a 32-byte key"
+                         : "'type' is neither contribution nor attribution");
+            problem = problem_buf;
+            rc = EXIT_USAGE;
+        } else if (memcmp(worker, signer, 32) != 0) {
+            problem = "the body's worker is not the key that signed it";
+            rc = EXIT_SERVER;
+        }
+    }
+    if (rc == 0 && n_keys) {
+        key_allowed = 0;
+        for (size_t i = 0; i < n_keys; i++)
+            if (memcmp(keys[i], signer, 32) == 0)
+                key_allowed = 1;
+        if (!key_allowed) {
+            problem = "signed by a key that is not one of --key";
+            rc = EXIT_SERVER;
+        }
+    }
+    if (rc == 0 && strcmp(type, "contribution") == 0) {
+        const char *what = NULL;
+        leaf_state = check_receipt_leaf(body, &what);
+        if (leaf_state < 0) {
+            snprintf(problem_buf, sizeof(problem_buf),
+                     "%s: malformed receipt: '%s' missing or "
+                     "of the wrong type",
+                     path, what);
+            problem = problem_buf;
+            rc = EXIT_USAGE;
+        } else if (leaf_state == 1) {
+            problem = "the receipt's leaf is not the hash of its fields";
+            rc = EXIT_SERVER;
+        }
+    }
+
+    if (g->json) {
+        printf("{\"ok\": %s, \"file\": ", rc == 0 ? "true" : "false");
+        print_json_str(stdout, path);
+        printf(", \"signature\": %s", st == SDM_CLIENT_OK ? "true" : "false");
+        if (st == SDM_CLIENT_OK) {
+            printf(", \"signer\": \"");
+            print_hex(stdout, signer, 32);
+            printf("\"");
+        }
+        if (key_allowed >= 0)
+            printf(", \"key_allowed\": %s", key_allowed ? "true" : "false");
+        if (leaf_state >= 0)
+            printf(", \"leaf_ok\": %s", leaf_state == 0 ? "true" : "false");
+        if (problem) {
+            printf(", \"problem\": ");
+            print_json_str(stdout, problem);
+        }
+        if (body) {
+            char *j = sdm_reply_json(body);
+            if (j)
+                printf(", \"body\": %s", j);
+            free(j);
+        }
+        printf("}\n");
+    } else if (body && type) {
+        printf("type        %s\n", type);
+        printf("signed by   ");
+        print_hex(stdout, signer, 32);
+        printf("\n");
+        uint64_t issued = 0;
+        if (sdm_reply_u64(body, "issued_at", &issued) == 0) {
+            char t[64];
+            format_time(issued, t, sizeof(t));
+            printf("issued_at   %s\n", t);
+        }
+        if (strcmp(type, "contribution") == 0) {
+            double lr = 0;
+            uint64_t n = 0, batch = 0, size = 0;
+            int curv = 0;
+            size_t l;
+            (void)sdm_reply_f64(body, "lr", &lr);
+            (void)sdm_reply_u64(body, "n", &n);
+            (void)sdm_reply_u64(body, "batch", &batch);
+            (void)sdm_reply_u64(body, "store_size", &size);
+            (void)sdm_reply_bool(body, "curvature", &curv);
+            const char *m = sdm_reply_str(body, "model"), *ck = sdm_reply_str(body, "checkpoint");
+            const char *co = sdm_reply_str(body, "contributor"), *sh = sdm_reply_str(body, "shard");
+            printf("model       %s\ncheckpoint  %s (lr %g)\n", m ? m : "?", ck ? ck : "?", lr);
+            if (curv)
+                printf("curvature   %" PRIu64 " rows\n", n);
+            else
+                printf("shard       %s of %s, %" PRIu64 " examples\n", sh ? sh : "?", co ? co : "?",
+                       n);
+            printf("batch       %" PRIu64 "\nleaf        ", batch);
+            const uint8_t *leaf = sdm_reply_bin(body, "leaf", &l);
+            if (leaf)
+                print_hex(stdout, leaf, l);
+            printf("\nstore_size  %" PRIu64 "\nstore_root  ", size);
+            const uint8_t *root = sdm_reply_bin(body, "store_root", &l);
+            if (root)
+                print_hex(stdout, root, l);
+            printf("\n");
+        } else {
+            print_proof_header(body);
+            printf("queries     %zu\n", sdm_reply_n_queries(body));
+        }
+    }
+    if (problem)
+        fprintf(stderr, "sediment verify: %s\n", problem);
+    else if (!g->json)
+        printf("valid: the signature holds%s%s\n", n_keys ? " and the key is allowed" : "",
+               leaf_state == 0 ? "; the leaf matches the fields" : "");
+    sdm_reply_destroy(&body);
+    return rc;
+}
+
+/* ---- keygen -------------------------------------------------------------------------- */
+
+static int write_new(const char *path, const char *text, mode_t mode, char *err, size_t err_len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (fd < 0) {
+        snprintf(err, err_len, "%s: %s", path,
+                 errno == EEXIST ? "exists; not overwriting a key" : strerror(errno));
+        return -1;
+    }
+    size_t n = strlen(text);
+    ssize_t w = write(fd, text, n);
+    int bad = w < 0 || (size_t)w != n || fsync(fd) != 0;
+    if (close(fd) != 0 || bad) {
+        snprintf(err, err_len, "%s: write failed: %s", path, strerror(errno));
+        unlink(path);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_keygen(globals *g, int argc, char **argv)
+{
+    const char *out = NULL;
+    int curve = 0;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_keygen, stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--curve") == 0) {
+            curve = 1;
+            continue;
+        }
+        int r = opt_value(argc, argv, &i, "--out", &out);
+        if (r < 0)
+            return usage_error("--out needs a PREFIX");
+        if (r)
+            continue;
+        r = global_opt(g, argc, argv, &i);
+        if (r > 100)
+            return r - 100;
+        if (!r)
+            return usage_error("unexpected argument '%s'", argv[i]);
+    }
+    if (!curve)
+        return usage_error("--curve is required (CURVE pairs are the only kind it makes)");
+    if (!out || !*out)
+        return usage_error("--out PREFIX is required");
+    if (!zmq_has("curve"))
+        return local_error("this libzmq was built without CURVE");
+    size_t n = strlen(out) + 5;
+    char *key_path = malloc(n), *pub_path = malloc(n);
+    if (!key_path || !pub_path) {
+        free(key_path);
+        free(pub_path);
+        return local_error("out of memory");
+    }
+    snprintf(key_path, n, "%s.key", out);
+    snprintf(pub_path, n, "%s.pub", out);
+    char pub[41], sec[41], err[512];
+    char line[42];
+    int rc = 0;
+    if (zmq_curve_keypair(pub, sec) != 0) {
+        rc = local_error("zmq_curve_keypair: %s", zmq_strerror(zmq_errno()));
+        goto done;
+    }
+    snprintf(line, sizeof(line), "%s\n", sec);
+    if (write_new(key_path, line, 0600, err, sizeof(err)) != 0) {
+        rc = local_error("%s", err);
+        goto done;
+    }
+    snprintf(line, sizeof(line), "%s\n", pub);
+    if (write_new(pub_path, line, 0644, err, sizeof(err)) != 0) {
+        unlink(key_path); /* half a pair is no use */
+        rc = local_error("%s", err);
+        goto done;
+    }
+    if (g->json) {
+        printf("{\"public_key\": ");
+        print_json_str(stdout, pub);
+        printf(", \"key_file\": ");
+        print_json_str(stdout, key_path);
+        printf(", \"pub_file\": ");
+        print_json_str(stdout, pub_path);
+        printf("}\n");
+    } else {
+        printf("secret key  %s (mode 0600)\npublic key  %s: %s\n", key_path, pub_path, pub);
+    }
+done:
+    sodium_memzero(sec, sizeof(sec));
+    sodium_memzero(line, sizeof(line));
+    free(key_path);
+    free(pub_path);
+    return rc;
+}
+
+/* ---- main ---------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int (*run)(globals *g, int argc, char **argv);
+    const char *help;
+} s_commands[] = {
+    {"info", cmd_info, s_help_info},
+    {"register", cmd_register, s_help_register},
+    {"contribute", cmd_contribute, s_help_contribute},
+    {"attribute", cmd_attribute, s_help_attribute},
+    {"stats", cmd_stats, s_help_stats},
+    {"verify", cmd_verify, s_help_verify},
+    {"keygen", cmd_keygen, s_help_keygen},
+};
+
+int main(int argc, char **argv)
+{
+    globals g;
+    memset(&g, 0, sizeof(g));
+    g.endpoint = getenv("SEDIMENT_ENDPOINT");
+    if (!g.endpoint || !*g.endpoint)
+        g.endpoint = DEFAULT_ENDPOINT;
+    g.timeout_s = DEFAULT_TIMEOUT_S;
+    int i = 1;
+    for (; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_usage, stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("sediment %s\n", SDM_VERSION);
+            return 0;
+        }
+        if (argv[i][0] != '-')
+            break;
+        int r = global_opt(&g, argc, argv, &i);
+        if (r > 100)
+            return r - 100;
+        if (!r)
+            return usage_error("unknown option '%s'", argv[i]);
+    }
+    if (i >= argc) {
+        fputs(s_usage, stderr);
+        return EXIT_USAGE;
+    }
+    const char *name = argv[i];
+    if (strcmp(name, "help") == 0) {
+        if (i + 1 >= argc) {
+            fputs(s_usage, stdout);
+            return 0;
+        }
+        for (size_t k = 0; k < sizeof(s_commands) / sizeof(s_commands[0]); k++)
+            if (strcmp(argv[i + 1], s_commands[k].name) == 0) {
+                fputs(s_commands[k].help, stdout);
+                return 0;
+            }
+        return usage_error("no command '%s'", argv[i + 1]);
+    }
+    for (size_t k = 0; k < sizeof(s_commands) / sizeof(s_commands[0]); k++)
+        if (strcmp(name, s_commands[k].name) == 0) {
+            s_cmd = name;
+            return s_commands[k].run(&g, argc - i - 1, argv + i + 1);
+        }
+    return usage_error("no command '%s'", name);
+}
