@@ -32,7 +32,8 @@ typedef struct sdm_keypair {
  * or others, or one whose public half does not match. NULL on failure, with err set. */
 sdm_keypair *sdm_keypair_load_or_create(const char *dir, const char *name, char *err,
                                         size_t err_len);
-/* Loads a secret key file as written above (for --curve-secret too). */
+/* Loads a secret key file as written above. (CURVE keys for --curve-secret are Z85 text: see
+ * docs/protocol.md.) */
 sdm_keypair *sdm_keypair_load(const char *path, char *err, size_t err_len);
 void sdm_keypair_destroy(sdm_keypair **self_p);
 

@@ -757,7 +757,7 @@ static void test_untrusted_server(void)
     CU_ASSERT_EQUAL(sdm_client_stats(c, &r), SDM_CLIENT_TIMEOUT);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double waited = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
-    CU_ASSERT(waited >= 0.35 && waited < 3.0);
+    CU_ASSERT(waited >= 0.35 && waited < 10.0);
     CU_ASSERT(!sdm_client_status_is_server(SDM_CLIENT_TIMEOUT));
     /* after a timeout the next request gets its own answer */
     CU_ASSERT_EQUAL(sdm_client_stats(c, &r), SDM_CLIENT_OK);

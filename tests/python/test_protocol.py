@@ -348,6 +348,37 @@ class KnownAnswers(unittest.TestCase):
                 self.assertLess(abs(sa[2] - sb[2]), 1e-4 * max(1.0, abs(sb[2])))
 
 
+class Internal(unittest.TestCase):
+    def test_disk_failure_is_internal_and_changes_nothing(self):
+        import shutil
+        w = Worker()
+        try:
+            c = Raw(w.endpoint)
+            register(c, model="disk")
+            g = np.ones((2, D), np.float32)
+            self.assertTrue(contribute(c, [1, 2], g, model="disk")["ok"])
+            mdir = [os.path.join(w.data, "models", x) for x in os.listdir(os.path.join(w.data, "models"))
+                    if x.endswith("-disk")][0]
+            # the model's directory becomes a plain file: writing the batch fails (root or not)
+            shutil.move(mdir, mdir + ".away")
+            with open(mdir, "w") as f:
+                f.write("not a directory")
+            before = [m for m in c.call("info")["models"] if m["model"] == "disk"][0]
+            bad(contribute(c, [3, 4], g, model="disk"), "internal", "store")
+            after = [m for m in c.call("info")["models"] if m["model"] == "disk"][0]
+            self.assertEqual(before, after)
+            os.remove(mdir)
+            shutil.move(mdir + ".away", mdir)
+            # the same batch goes in once the disk is back, as batch 1
+            rep = contribute(c, [3, 4], g, model="disk")
+            self.assertTrue(rep["ok"], rep)
+            self.assertEqual(rep["batch"], 1)
+            c.close()
+        finally:
+            self.assertEqual(w.stop(), 0)
+            w.close()
+
+
 class Busy(unittest.TestCase):
     def test_busy_when_the_queue_is_full(self):
         w = Worker(args=["--queue", "1"])
