@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "baseline.h"
+#include "benchutil.h"
 #include "sediment/engine.h"
 
 typedef struct opts {
@@ -53,45 +54,11 @@ static void usage(FILE *f)
             "  --help         this text\n");
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, n, sizeof(double), cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 static uint64_t rng_state = 88172645463325252ull;
-
-static float rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
 
 static float *random_floats(uint64_t n)
 {
-    float *x = malloc(n * sizeof(float));
-    if (!x) {
-        fprintf(stderr, "sediment-bench: out of memory for %llu floats\n", (unsigned long long)n);
-        exit(1);
-    }
-    for (uint64_t i = 0; i < n; i++)
-        x[i] = rnd();
-    return x;
+    return bench_random_floats(&rng_state, n, "sediment-bench");
 }
 
 static void cpu_model(char *out, size_t len)
@@ -145,19 +112,19 @@ static void bench_project(sdm_engine_t *eng, const opts *o, result *r)
     fprintf(stderr, "project: %s n=%llu d=%llu k=%u %s ...\n", sdm_proj_kind_name(o->kind),
             (unsigned long long)n, (unsigned long long)d, k, sdm_dtype_name(o->dtype));
     for (int i = 0; i < o->warmup + o->reps; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (sdm_project(eng, &p, &m, out) != SDM_OK) {
             fprintf(stderr, "sediment-bench: project: %s\n", sdm_engine_last_error(eng));
             exit(1);
         }
         if (i >= o->warmup)
-            t[i - o->warmup] = now() - t0;
+            t[i - o->warmup] = bench_now() - t0;
     }
     double flops = 2.0 * n * d * k;
     snprintf(r->op, sizeof(r->op), "project");
     snprintf(r->what, sizeof(r->what), "%s n=%llu d=%llu k=%u %s", sdm_proj_kind_name(o->kind),
              (unsigned long long)n, (unsigned long long)d, k, sdm_dtype_name(o->dtype));
-    r->seconds = median(t, o->reps);
+    r->seconds = bench_median(t, o->reps);
     r->rate = flops / r->seconds * 1e-9;
     /* baseline: the same product with a stored P */
     char err[256] = "";
@@ -171,13 +138,13 @@ static void bench_project(sdm_engine_t *eng, const opts *o, result *r)
         snprintf(r->base_name, sizeof(r->base_name), "openblas sgemm, stored P (f32)");
         float *P = random_floats((uint64_t)d * k);
         for (int i = 0; i < o->warmup + o->reps; i++) {
-            double t0 = now();
+            double t0 = bench_now();
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)k, (int)d, 1.0f,
                         x, (int)d, P, (int)k, 0.0f, out, (int)k);
             if (i >= o->warmup)
-                t[i - o->warmup] = now() - t0;
+                t[i - o->warmup] = bench_now() - t0;
         }
-        r->base_seconds = median(t, o->reps);
+        r->base_seconds = bench_median(t, o->reps);
         free(P);
     }
     if (r->base_seconds > 0)
@@ -230,13 +197,13 @@ static void bench_attribute(sdm_engine_t *eng, const opts *o, result *r)
     uint64_t batch = 4096;
     float *f = random_floats(batch * k);
     uint64_t *ids = malloc(batch * sizeof(uint64_t));
-    double t_fill = now();
+    double t_fill = bench_now();
     for (uint64_t i0 = 0; i0 < n; i0 += batch) {
         uint64_t nb = n - i0 < batch ? n - i0 : batch;
         for (uint64_t i = 0; i < nb; i++)
             ids[i] = i0 + i;
         for (uint64_t i = 0; i < nb * k; i += 97) /* vary the data a little per batch */
-            f[i] = rnd();
+            f[i] = bench_rnd(&rng_state);
         char shard[32], contrib[32];
         size_t sh = (size_t)((i0 / batch) % o->shards);
         snprintf(shard, sizeof(shard), "shard-%zu", sh);
@@ -251,7 +218,7 @@ static void bench_attribute(sdm_engine_t *eng, const opts *o, result *r)
                     (unsigned long long)n);
     }
     fprintf(stderr, "\rfilling store: %llu rows in %.1f s\n", (unsigned long long)n,
-            now() - t_fill);
+            bench_now() - t_fill);
     float *q = random_floats(m * k);
     sdm_query query = {"ckpt", {SDM_F32, m, k, q}, 1, NAN};
     sdm_attr_request req = {o->method, SDM_AGG_SUM, o->topk, 1, &query, SDM_STORE_NOW};
@@ -260,13 +227,13 @@ static void bench_attribute(sdm_engine_t *eng, const opts *o, result *r)
             (unsigned long long)n, (unsigned long long)m, k, o->topk);
     for (int i = 0; i < o->warmup + o->reps; i++) {
         sdm_attr_result *res = NULL;
-        double t0 = now();
+        double t0 = bench_now();
         if (sdm_attribute(eng, s, &req, &res) != SDM_OK) {
             fprintf(stderr, "sediment-bench: attribute: %s\n", sdm_engine_last_error(eng));
             exit(1);
         }
         if (i >= o->warmup)
-            t[i - o->warmup] = now() - t0;
+            t[i - o->warmup] = bench_now() - t0;
         sdm_attr_result_free(&res);
     }
     double flops = 2.0 * m * n * k;
@@ -274,7 +241,7 @@ static void bench_attribute(sdm_engine_t *eng, const opts *o, result *r)
     snprintf(r->what, sizeof(r->what), "%s n=%llu m=%llu k=%u f32 topk=%u shards=%zu",
              sdm_method_name(o->method), (unsigned long long)n, (unsigned long long)m, k,
              o->topk, o->shards);
-    r->seconds = median(t, o->reps);
+    r->seconds = bench_median(t, o->reps);
     r->rate = flops / r->seconds * 1e-9;
     char err[256] = "";
     if (strcmp(sdm_engine_backend(eng), "cuda") == 0) {
@@ -293,13 +260,13 @@ static void bench_attribute(sdm_engine_t *eng, const opts *o, result *r)
         float *F = random_floats(n * k);
         float *C = malloc(m * n * sizeof(float));
         for (int i = 0; i < o->warmup + o->reps; i++) {
-            double t0 = now();
+            double t0 = bench_now();
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, q,
                         (int)k, F, (int)k, 0.0f, C, (int)n);
             if (i >= o->warmup)
-                t[i - o->warmup] = now() - t0;
+                t[i - o->warmup] = bench_now() - t0;
         }
-        r->base_seconds = median(t, o->reps);
+        r->base_seconds = bench_median(t, o->reps);
         free(F);
         free(C);
     }

@@ -14,6 +14,7 @@
 #include <msgpack.h>
 #include <zmq.h>
 
+#include "benchutil.h"
 #include "sediment/engine.h"
 #include "worker.h"
 
@@ -54,26 +55,6 @@ static void usage(FILE *f)
             "  --help       this text\n");
 }
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double quantile(double *v, int n, double q)
-{
-    qsort(v, n, sizeof(double), cmp_double);
-    int i = (int)ceil(q * n) - 1;
-    return v[i < 0 ? 0 : (i >= n ? n - 1 : i)];
-}
-
 static void progress(const opts *o, const char *fmt, ...)
 {
     va_list ap;
@@ -86,24 +67,10 @@ static void progress(const opts *o, const char *fmt, ...)
 }
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static float rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
 
 static float *random_floats(uint64_t n)
 {
-    float *x = malloc(n * sizeof(float));
-    if (!x) {
-        fprintf(stderr, "service-bench: out of memory for %llu floats\n", (unsigned long long)n);
-        exit(1);
-    }
-    for (uint64_t i = 0; i < n; i++)
-        x[i] = rnd();
-    return x;
+    return bench_random_floats(&rng_state, n, "service-bench");
 }
 
 /* ---- a raw protocol client ------------------------------------------------------------- */
@@ -190,6 +157,9 @@ static msgpack_object *call(client *c, const char *what)
     return &c->up.data;
 }
 
+/* Every model is registered with this seed, so the in-process baselines project alike. */
+#define BENCH_SEED 42
+
 static void do_register(client *c, const char *model, uint64_t d, uint32_t k)
 {
     msgpack_pack_map(&c->pk, 4);
@@ -206,7 +176,7 @@ static void do_register(client *c, const char *model, uint64_t d, uint32_t k)
     key(c, "dim");
     msgpack_pack_uint32(&c->pk, k);
     key(c, "seed");
-    msgpack_pack_uint64(&c->pk, 42);
+    msgpack_pack_uint64(&c->pk, BENCH_SEED);
     call(c, "register");
 }
 
@@ -285,6 +255,22 @@ static void served_stop(served *s)
         fprintf(stderr, "service-bench: could not remove %s\n", s->dir);
 }
 
+/* The in-process baseline: an engine as the worker's and the projection do_register asks
+ * for (d -> k). Exits on failure. */
+static sdm_engine_t *baseline_engine(const opts *o, sdm_projection *p)
+{
+    sdm_engine_opts eo = {o->backend, 0, o->threads, 0};
+    sdm_status st;
+    char err[256] = "";
+    sdm_engine_t *eng = sdm_engine_new(&eo, &st, err, sizeof(err));
+    if (!eng) {
+        fprintf(stderr, "service-bench: engine: %s\n", err);
+        exit(1);
+    }
+    *p = (sdm_projection){SDM_PROJ_RADEMACHER, o->d, o->k, 0, BENCH_SEED};
+    return eng;
+}
+
 /* ---- ingest ------------------------------------------------------------------------------ */
 
 static void bench_ingest(const opts *o, void *ctx, FILE *out, int *first)
@@ -299,30 +285,27 @@ static void bench_ingest(const opts *o, void *ctx, FILE *out, int *first)
              (unsigned long long)o->batch, (unsigned long long)o->d,
              o->batch * o->d * 4.0 / (1 << 20));
     do_contribute(&c, "ingest", "warm", "a", 1ull << 40, g, o->batch, o->d, 0);
-    double t0 = now();
+    double t0 = bench_now();
     for (int r = 0; r < o->rounds; r++)
         do_contribute(&c, "ingest", "s", "a", (uint64_t)r * o->batch, g, o->batch, o->d, 0);
-    double t_service = (now() - t0) / o->rounds;
+    double t_service = (bench_now() - t0) / o->rounds;
     client_close(&c);
     served_stop(&s);
 
     /* baseline: the engine's projection of the same batch in this process */
-    sdm_engine_opts eo = {o->backend, 0, o->threads, 0};
-    sdm_status st;
-    char err[256];
-    sdm_engine_t *eng = sdm_engine_new(&eo, &st, err, sizeof(err));
-    sdm_projection p = {SDM_PROJ_RADEMACHER, o->d, o->k, 0, 42};
+    sdm_projection p;
+    sdm_engine_t *eng = baseline_engine(o, &p);
     float *f = malloc(o->batch * o->k * sizeof(float));
     sdm_matrix mat = {SDM_F32, o->batch, o->d, g};
-    if (!eng || !f || sdm_project(eng, &p, &mat, f) != SDM_OK) {
+    if (!f || sdm_project(eng, &p, &mat, f) != SDM_OK) {
         fprintf(stderr, "service-bench: projection baseline failed\n");
         exit(1);
     }
-    t0 = now();
+    t0 = bench_now();
     for (int r = 0; r < o->rounds; r++)
         if (sdm_project(eng, &p, &mat, f) != SDM_OK)
             exit(1);
-    double t_project = (now() - t0) / o->rounds;
+    double t_project = (bench_now() - t0) / o->rounds;
     double bytes = (double)o->batch * o->d * 4.0;
     if (o->json) {
         fprintf(out, "%s\"ingest\": {\"batch\": %llu, \"d\": %llu, \"k\": %u, \"dtype\": \"f32\", "
@@ -373,14 +356,11 @@ static void bench_attribute(const opts *o, void *ctx, FILE *out, int *first)
     client_open(&c, ctx, sdm_worker_endpoint(s.w));
     do_register(&c, "attr", o->d, o->k);
     /* the same features go to the worker and to an in-process store */
-    sdm_engine_opts eo = {o->backend, 0, o->threads, 0};
-    sdm_status st;
-    char err[256];
-    sdm_engine_t *eng = sdm_engine_new(&eo, &st, err, sizeof(err));
-    sdm_projection p = {SDM_PROJ_RADEMACHER, o->d, o->k, 0, 42};
-    sdm_store_t *store = eng ? sdm_store_new(eng, &p) : NULL;
+    sdm_projection p;
+    sdm_engine_t *eng = baseline_engine(o, &p);
+    sdm_store_t *store = sdm_store_new(eng, &p);
     if (!store) {
-        fprintf(stderr, "service-bench: engine: %s\n", err);
+        fprintf(stderr, "service-bench: engine: %s\n", sdm_engine_last_error(eng));
         exit(1);
     }
     uint64_t per = (o->n + o->shards - 1) / o->shards;
@@ -413,23 +393,23 @@ static void bench_attribute(const opts *o, void *ctx, FILE *out, int *first)
              o->warmup, o->reps);
     for (int r = 0; r < o->warmup + o->reps; r++) {
         /* alternate, so both see the same machine state */
-        double t0 = now();
+        double t0 = bench_now();
         pack_attribute(&c, o, q);
         call(&c, "attribute");
-        double t1 = now();
+        double t1 = bench_now();
         sdm_attr_result *res = NULL;
         if (sdm_attribute(eng, store, &req, &res) != SDM_OK) {
             fprintf(stderr, "service-bench: %s\n", sdm_engine_last_error(eng));
             exit(1);
         }
-        double t2 = now();
+        double t2 = bench_now();
         sdm_attr_result_free(&res);
         if (r >= o->warmup) {
             ts[r - o->warmup] = t1 - t0;
             te[r - o->warmup] = t2 - t1;
         }
     }
-    double service = quantile(ts, o->reps, 0.5), engine = quantile(te, o->reps, 0.5);
+    double service = bench_quantile(ts, o->reps, 0.5), engine = bench_quantile(te, o->reps, 0.5);
     if (o->json) {
         fprintf(out, "%s\"attribute\": {\"n\": %llu, \"k\": %u, \"m\": %llu, \"dtype\": \"f32\", "
                 "\"method\": \"%s\", \"topk\": %u, \"shards\": %zu, \"reps\": %d, "
@@ -477,13 +457,13 @@ static void bench_info(const opts *o, void *ctx, FILE *out, int *first)
     client_open(&c, ctx, sdm_worker_endpoint(s.w));
     do_register(&c, "info-model", 64, 16);
     for (int i = 0; i < N + 100; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         msgpack_pack_map(&c.pk, 1);
         key(&c, "op");
         key(&c, "info");
         call(&c, "info");
         if (i >= 100)
-            lat[i - 100] = now() - t0;
+            lat[i - 100] = bench_now() - t0;
     }
     client_close(&c);
     served_stop(&s);
@@ -498,18 +478,18 @@ static void bench_info(const opts *o, void *ctx, FILE *out, int *first)
     pthread_create(&t, NULL, echo_main, rep);
     char msg[16] = "\x81\xa2op\xa4info";
     for (int i = 0; i < N + 100; i++) {
-        double t0 = now();
+        double t0 = bench_now();
         char buf[64];
         zmq_send(req, msg, 9, 0);
         zmq_recv(req, buf, sizeof(buf), 0);
         if (i >= 100)
-            base[i - 100] = now() - t0;
+            base[i - 100] = bench_now() - t0;
     }
     zmq_close(req);
     int zero = 0;
     zmq_setsockopt(rep, ZMQ_LINGER, &zero, sizeof(zero));
-    double p50 = quantile(lat, N, 0.5), p99 = quantile(lat, N, 0.99);
-    double b50 = quantile(base, N, 0.5), b99 = quantile(base, N, 0.99);
+    double p50 = bench_quantile(lat, N, 0.5), p99 = bench_quantile(lat, N, 0.99);
+    double b50 = bench_quantile(base, N, 0.5), b99 = bench_quantile(base, N, 0.99);
     if (o->json) {
         fprintf(out, "%s\"info\": {\"round_trips\": %d, \"p50_us\": %.2f, \"p99_us\": %.2f, "
                 "\"echo_p50_us\": %.2f, \"echo_p99_us\": %.2f, \"ratio_p50\": %.3f}",

@@ -22,6 +22,7 @@
 #include <sodium.h>
 #include <zmq.h>
 
+#include "fileio.h"
 #include "npy.h"
 #include "sediment/client.h"
 #include "sign.h"
@@ -259,6 +260,32 @@ static int global_opt(globals *g, int argc, char **argv, int *i)
     return 0;
 }
 
+/* A command's option that takes one value: --name VALUE or --name=VALUE. */
+typedef struct value_opt {
+    const char *name;
+    const char **dst;
+} value_opt;
+
+/* Takes argv[*i] as a global option or one of the command's n_opts value options. 0: taken;
+ * otherwise the exit status of a usage error (printed), an unknown argument included. */
+static int command_opt(globals *g, int argc, char **argv, int *i, const value_opt *opts,
+                       size_t n_opts)
+{
+    int r = global_opt(g, argc, argv, i);
+    if (r > 100)
+        return r - 100;
+    if (r)
+        return 0;
+    for (size_t k = 0; k < n_opts; k++) {
+        r = opt_value(argc, argv, i, opts[k].name, opts[k].dst);
+        if (r < 0)
+            return usage_error("%s needs a value", opts[k].name);
+        if (r)
+            return 0;
+    }
+    return usage_error("unexpected argument '%s'", argv[*i]);
+}
+
 /* ---- output helpers ------------------------------------------------------------------ */
 
 static void print_json_str(FILE *f, const char *s)
@@ -345,37 +372,39 @@ static int read_file(const char *path, size_t max, uint8_t **out, size_t *len, c
                      size_t err_len)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
         snprintf(err, err_len, "%s: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         snprintf(err, err_len, "%s: not a regular file", path);
-        fclose(f);
+        close(fd);
         return -1;
     }
     if ((uint64_t)st.st_size > max) {
         snprintf(err, err_len, "%s: %lld bytes, more than the %zu this reads", path,
                  (long long)st.st_size, max);
-        fclose(f);
+        close(fd);
         return -1;
     }
-    size_t n = (size_t)st.st_size;
+    size_t n = (size_t)st.st_size, got;
     uint8_t *b = malloc(n ? n : 1);
     if (!b) {
         snprintf(err, err_len, "%s: out of memory", path);
-        fclose(f);
+        close(fd);
         return -1;
     }
-    if (fread(b, 1, n, f) != n) {
-        snprintf(err, err_len, "%s: read failed", path);
+    int rc = sdm_read_all(fd, b, n, &got);
+    int saved = errno;
+    close(fd);
+    if (rc != 0 || got != n) {
+        snprintf(err, err_len, "%s: read failed: %s", path,
+                 rc ? strerror(saved) : "the file shrank while being read");
         free(b);
-        fclose(f);
         return -1;
     }
-    fclose(f);
     *out = b;
     *len = n;
     return 0;
@@ -584,35 +613,47 @@ static int check_dtype_flag(const char *v)
     return strcmp(v, "bf16") == 0 || strcmp(v, "f16") == 0 || strcmp(v, "f32") == 0;
 }
 
+/* What info and stats share: global options only, then one call that takes no arguments.
+ * Returns the reply for the command to print for people (the caller's); NULL when the
+ * command is done, with *rc its exit status: after --help, a usage error, a failed call,
+ * or --json, which printed the reply. */
+static sdm_reply_t *plain_call(globals *g, int argc, char **argv, const char *help,
+                               sdm_client_status (*call)(sdm_client_t *, sdm_reply_t **), int *rc)
+{
+    *rc = 0;
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(help, stdout);
+            return NULL;
+        }
+        if ((*rc = command_opt(g, argc, argv, &i, NULL, 0)) != 0)
+            return NULL;
+    }
+    sdm_client_t *c = make_client(g, rc);
+    if (!c)
+        return NULL;
+    sdm_reply_t *r = NULL;
+    sdm_client_status st = call(c, &r);
+    if (st != SDM_CLIENT_OK) {
+        *rc = call_failed(g, c, st);
+        sdm_client_destroy(&c);
+        return NULL;
+    }
+    sdm_client_destroy(&c);
+    if (g->json) {
+        *rc = print_reply_json(r);
+        sdm_reply_destroy(&r);
+    }
+    return r;
+}
+
 /* ---- info ---------------------------------------------------------------------------- */
 
 static int cmd_info(globals *g, int argc, char **argv)
 {
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(s_help_info, stdout);
-            return 0;
-        }
-        int r = global_opt(g, argc, argv, &i);
-        if (r > 100)
-            return r - 100;
-        if (!r)
-            return usage_error("unexpected argument '%s'", argv[i]);
-    }
-    int rc = 0;
-    sdm_client_t *c = make_client(g, &rc);
-    if (!c)
-        return rc;
-    sdm_reply_t *r;
-    sdm_client_status st = sdm_client_info(c, &r);
-    if (st != SDM_CLIENT_OK) {
-        rc = call_failed(g, c, st);
-        sdm_client_destroy(&c);
-        return rc;
-    }
-    if (g->json) {
-        rc = print_reply_json(r);
-    } else {
+    int rc;
+    sdm_reply_t *r = plain_call(g, argc, argv, s_help_info, sdm_client_info, &rc);
+    if (r) {
         size_t klen;
         const uint8_t *key = sdm_reply_bin(r, "worker_key", &klen);
         printf("version     %s\n", sdm_reply_str(r, "version"));
@@ -632,7 +673,6 @@ static int cmd_info(globals *g, int argc, char **argv)
         }
     }
     sdm_reply_destroy(&r);
-    sdm_client_destroy(&c);
     return rc;
 }
 
@@ -641,31 +681,16 @@ static int cmd_info(globals *g, int argc, char **argv)
 static int cmd_register(globals *g, int argc, char **argv)
 {
     const char *model = NULL, *input_dim = NULL, *kind = NULL, *dim = NULL, *seed = NULL, *s = NULL;
-    struct {
-        const char *name;
-        const char **dst;
-    } opts[] = {{"--model", &model}, {"--input-dim", &input_dim}, {"--kind", &kind},
-                {"--dim", &dim},     {"--seed", &seed},           {"--s", &s}};
+    const value_opt opts[] = {{"--model", &model}, {"--input-dim", &input_dim}, {"--kind", &kind},
+                              {"--dim", &dim},     {"--seed", &seed},           {"--s", &s}};
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i])) {
             fputs(s_help_register, stdout);
             return 0;
         }
-        int r = global_opt(g, argc, argv, &i);
-        if (r > 100)
-            return r - 100;
+        int r = command_opt(g, argc, argv, &i, opts, sizeof(opts) / sizeof(opts[0]));
         if (r)
-            continue;
-        size_t k;
-        for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
-            r = opt_value(argc, argv, &i, opts[k].name, opts[k].dst);
-            if (r < 0)
-                return usage_error("%s needs a value", opts[k].name);
-            if (r)
-                break;
-        }
-        if (k == sizeof(opts) / sizeof(opts[0]))
-            return usage_error("unexpected argument '%s'", argv[i]);
+            return r;
     }
     if (!model || !input_dim || !kind || !seed)
         return usage_error("--%s is required", !model       ? "model"
@@ -732,20 +757,17 @@ static int cmd_contribute(globals *g, int argc, char **argv)
                *ids_path = NULL, *grads = NULL, *features = NULL, *weights_path = NULL,
                *dtype = NULL, *receipt_out = NULL;
     int curvature = 0;
-    struct {
-        const char *name;
-        const char **dst;
-    } opts[] = {{"--model", &model},
-                {"--checkpoint", &ckpt},
-                {"--lr", &lr_s},
-                {"--contributor", &contributor},
-                {"--shard", &shard},
-                {"--ids", &ids_path},
-                {"--grads", &grads},
-                {"--features", &features},
-                {"--weights", &weights_path},
-                {"--dtype", &dtype},
-                {"--receipt-out", &receipt_out}};
+    const value_opt opts[] = {{"--model", &model},
+                              {"--checkpoint", &ckpt},
+                              {"--lr", &lr_s},
+                              {"--contributor", &contributor},
+                              {"--shard", &shard},
+                              {"--ids", &ids_path},
+                              {"--grads", &grads},
+                              {"--features", &features},
+                              {"--weights", &weights_path},
+                              {"--dtype", &dtype},
+                              {"--receipt-out", &receipt_out}};
     for (int i = 0; i < argc; i++) {
         if (is_help(argv[i])) {
             fputs(s_help_contribute, stdout);
@@ -755,21 +777,9 @@ static int cmd_contribute(globals *g, int argc, char **argv)
             curvature = 1;
             continue;
         }
-        int r = global_opt(g, argc, argv, &i);
-        if (r > 100)
-            return r - 100;
+        int r = command_opt(g, argc, argv, &i, opts, sizeof(opts) / sizeof(opts[0]));
         if (r)
-            continue;
-        size_t k;
-        for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
-            r = opt_value(argc, argv, &i, opts[k].name, opts[k].dst);
-            if (r < 0)
-                return usage_error("%s needs a value", opts[k].name);
-            if (r)
-                break;
-        }
-        if (k == sizeof(opts) / sizeof(opts[0]))
-            return usage_error("unexpected argument '%s'", argv[i]);
+            return r;
     }
     if (!model || !ckpt || !lr_s)
         return usage_error("--%s is required", !model ? "model" : !ckpt ? "checkpoint" : "lr");
@@ -945,12 +955,10 @@ static int cmd_attribute(globals *g, int argc, char **argv)
 {
     const char *model = NULL, *method_s = NULL, *agg_s = NULL, *topk_s = NULL, *lambda_s = NULL,
                *request_id = NULL, *proof_out = NULL, *dtype = NULL, *qids_path = NULL;
-    struct {
-        const char *name;
-        const char **dst;
-    } opts[] = {{"--model", &model},         {"--method", &method_s}, {"--aggregate", &agg_s},
-                {"--topk", &topk_s},         {"--lambda", &lambda_s}, {"--request-id", &request_id},
-                {"--proof-out", &proof_out}, {"--dtype", &dtype},     {"--query-ids", &qids_path}};
+    const value_opt opts[] = {
+        {"--model", &model},         {"--method", &method_s}, {"--aggregate", &agg_s},
+        {"--topk", &topk_s},         {"--lambda", &lambda_s}, {"--request-id", &request_id},
+        {"--proof-out", &proof_out}, {"--dtype", &dtype},     {"--query-ids", &qids_path}};
     query_arg *qa = calloc((size_t)argc + 1, sizeof(query_arg));
     if (!qa)
         return local_error("out of memory");
@@ -1010,27 +1018,8 @@ static int cmd_attribute(globals *g, int argc, char **argv)
             continue;
         }
         collecting = 0;
-        int r = global_opt(g, argc, argv, &i);
-        if (r > 100) {
-            rc = r - 100;
+        if ((rc = command_opt(g, argc, argv, &i, opts, sizeof(opts) / sizeof(opts[0]))) != 0)
             goto done;
-        }
-        if (r)
-            continue;
-        size_t k;
-        for (k = 0; k < sizeof(opts) / sizeof(opts[0]); k++) {
-            r = opt_value(argc, argv, &i, opts[k].name, opts[k].dst);
-            if (r < 0) {
-                rc = usage_error("%s needs a value", opts[k].name);
-                goto done;
-            }
-            if (r)
-                break;
-        }
-        if (k == sizeof(opts) / sizeof(opts[0])) {
-            rc = usage_error("unexpected argument '%s'", a);
-            goto done;
-        }
     }
     if (!model) {
         rc = usage_error("--model is required");
@@ -1171,31 +1160,9 @@ done:
 
 static int cmd_stats(globals *g, int argc, char **argv)
 {
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(s_help_stats, stdout);
-            return 0;
-        }
-        int r = global_opt(g, argc, argv, &i);
-        if (r > 100)
-            return r - 100;
-        if (!r)
-            return usage_error("unexpected argument '%s'", argv[i]);
-    }
-    int rc = 0;
-    sdm_client_t *c = make_client(g, &rc);
-    if (!c)
-        return rc;
-    sdm_reply_t *r;
-    sdm_client_status st = sdm_client_stats(c, &r);
-    if (st != SDM_CLIENT_OK) {
-        rc = call_failed(g, c, st);
-        sdm_client_destroy(&c);
-        return rc;
-    }
-    if (g->json) {
-        rc = print_reply_json(r);
-    } else {
+    int rc;
+    sdm_reply_t *r = plain_call(g, argc, argv, s_help_stats, sdm_client_stats, &rc);
+    if (r) {
         /* every field but id and ok, one level of maps flattened as "errors.not_found" */
         int64_t n = sdm_reply_count(r, NULL);
         for (int64_t i = 0; i < n; i++) {
@@ -1227,7 +1194,6 @@ static int cmd_stats(globals *g, int argc, char **argv)
         }
     }
     sdm_reply_destroy(&r);
-    sdm_client_destroy(&c);
     return rc;
 }
 
@@ -1482,9 +1448,7 @@ static int write_new(const char *path, const char *text, mode_t mode, char *err,
                  errno == EEXIST ? "exists; not overwriting a key" : strerror(errno));
         return -1;
     }
-    size_t n = strlen(text);
-    ssize_t w = write(fd, text, n);
-    int bad = w < 0 || (size_t)w != n || fsync(fd) != 0;
+    int bad = sdm_write_all(fd, text, strlen(text)) != 0 || fsync(fd) != 0;
     if (close(fd) != 0 || bad) {
         snprintf(err, err_len, "%s: write failed: %s", path, strerror(errno));
         unlink(path);

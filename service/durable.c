@@ -25,6 +25,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fileio.h"
+#include "npy.h"
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "durable.c writes memory as little-endian .npy data: port it for big-endian hosts"
 #endif
@@ -36,21 +39,18 @@
 #define STR(x) STR_(x)
 #define MODEL_NAME_MAX 256 /* bytes, as the protocol allows */
 #define SAFE_NAME_MAX 64
-#define NPY_ALIGN 64 /* data starts at a multiple of this (what numpy writes) */
-#define NPY_HEADER_MAX 256
 
 /* The files of a batch. Their order is also the order they are written and renamed in. */
 enum { F_FEATURES = 0, F_IDS = 1, F_WEIGHTS = 2, F_KINDS = 3 };
 
 static const struct file_kind {
     const char *suffix; /* <batch>.<suffix>.npy */
-    const char *descr;  /* numpy dtype */
-    size_t elem;
+    sdm_npy_dtype dtype;
     int two_d; /* shape (n, k) rather than (n,) */
 } file_kinds[F_KINDS] = {
-    {"features", "<f4", 4, 1},
-    {"ids", "<u8", 8, 0},
-    {"weights", "<f8", 8, 0},
+    {"features", SDM_NPY_F4, 1},
+    {"ids", SDM_NPY_U8, 0},
+    {"weights", SDM_NPY_F8, 0},
 };
 
 typedef struct durable_model {
@@ -126,59 +126,6 @@ __attribute__((format(printf, 5, 6))) static int path_fmt(char *out, size_t out_
     return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    while (len > 0) {
-        /* Linux writes at most ~2 GiB a call; ask for less and loop */
-        ssize_t w = write(fd, p, len > (1u << 30) ? (1u << 30) : len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (w == 0) {
-            errno = EIO;
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-/* 0, or -1 with errno; *got is what was read before the end of the file or the error. */
-static int read_all(int fd, void *data, size_t len, size_t *got)
-{
-    uint8_t *p = data;
-    *got = 0;
-    while (*got < len) {
-        size_t want = len - *got > (1u << 30) ? (1u << 30) : len - *got;
-        ssize_t r = read(fd, p + *got, want);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        if (r == 0)
-            return 0;
-        *got += (size_t)r;
-    }
-    return 0;
-}
-
-static int fsync_path(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
-}
-
 /* Makes dir (0700) unless it exists as a directory; *made says whether it was made. */
 static int make_dir(const char *path, int *made, char *err, size_t err_len)
 {
@@ -197,28 +144,6 @@ static int make_dir(const char *path, int *made, char *err, size_t err_len)
         return -1;
     }
     return 0;
-}
-
-/* fsyncs the directory holding path (so that a new entry in it survives a power cut). */
-static int fsync_parent(const char *path)
-{
-    char parent[PATH_MAX];
-    size_t len = strlen(path);
-    while (len > 1 && path[len - 1] == '/')
-        len--;
-    while (len > 0 && path[len - 1] != '/')
-        len--;
-    while (len > 1 && path[len - 1] == '/')
-        len--;
-    if (len == 0)
-        return fsync_path(".");
-    if (len >= sizeof(parent)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    memcpy(parent, path, len);
-    parent[len] = '\0';
-    return fsync_path(parent);
 }
 
 /* "<idx>-<name with every byte outside [A-Za-z0-9._-] as '_', at most 64 of them>". The
@@ -247,44 +172,28 @@ static durable_model *find_model(const sdm_durable_t *self, const char *name)
 
 /* ---- .npy ---------------------------------------------------------------------------- */
 
-/* The NPY v1.0 header we write for a shape: magic, version, little-endian header length,
- * the dict, spaces and '\n' so that the data starts at a multiple of 64 bytes. Returns the
- * header's length; hdr holds NPY_HEADER_MAX bytes. */
-static size_t npy_header(char *hdr, int kind, uint64_t n, uint32_t k)
+/* The header of a batch file: npy.c's format 1.0 header for shape (n, k) or (n,), the one
+ * the client writes too. Returns its length. */
+static size_t npy_header(uint8_t hdr[SDM_NPY_HEADER_MAX], int kind, uint64_t n, uint32_t k)
 {
-    char dict[160];
-    int len;
-    if (file_kinds[kind].two_d)
-        len = snprintf(dict, sizeof(dict),
-                       "{'descr': '%s', 'fortran_order': False, 'shape': (%" PRIu64 ", %" PRIu32
-                       "), }",
-                       file_kinds[kind].descr, n, k);
-    else
-        len = snprintf(dict, sizeof(dict),
-                       "{'descr': '%s', 'fortran_order': False, 'shape': (%" PRIu64 ",), }",
-                       file_kinds[kind].descr, n);
-    size_t used = 10 + (size_t)len + 1; /* + the closing '\n' */
-    size_t total = (used + NPY_ALIGN - 1) / NPY_ALIGN * NPY_ALIGN;
-    size_t header_len = total - 10;
-    memcpy(hdr, "\x93NUMPY", 6);
-    hdr[6] = 1;
-    hdr[7] = 0;
-    hdr[8] = (char)(header_len & 0xff);
-    hdr[9] = (char)(header_len >> 8);
-    memcpy(hdr + 10, dict, (size_t)len);
-    memset(hdr + 10 + len, ' ', total - used);
-    hdr[total - 1] = '\n';
-    return total;
+    uint64_t shape[2] = {n, k};
+    return sdm_npy_header(file_kinds[kind].dtype, file_kinds[kind].two_d ? 2 : 1, shape, hdr,
+                          SDM_NPY_HEADER_MAX);
+}
+
+static size_t elem_size(int kind)
+{
+    return sdm_npy_itemsize(file_kinds[kind].dtype);
 }
 
 /* The exact size of a batch file: header plus data. -1 when it would overflow. */
 static int npy_file_size(int kind, uint64_t n, uint32_t k, uint64_t *size)
 {
-    char hdr[NPY_HEADER_MAX];
+    uint8_t hdr[SDM_NPY_HEADER_MAX];
     uint64_t elems = file_kinds[kind].two_d ? 0 : n, bytes;
     if (file_kinds[kind].two_d && __builtin_mul_overflow(n, (uint64_t)k, &elems))
         return -1;
-    if (__builtin_mul_overflow(elems, (uint64_t)file_kinds[kind].elem, &bytes) ||
+    if (__builtin_mul_overflow(elems, (uint64_t)elem_size(kind), &bytes) ||
         __builtin_add_overflow(bytes, (uint64_t)npy_header(hdr, kind, n, k), size) ||
         *size > (uint64_t)INT64_MAX || *size > SIZE_MAX)
         return -1;
@@ -421,7 +330,7 @@ static int db_open(sdm_durable_t *self, char *err, size_t err_len)
             return -1;
         }
         /* the database and its WAL are new entries in the data dir */
-        if (fsync_path(self->dir) != 0) {
+        if (sdm_fsync_dir(self->dir) != 0) {
             set_err(err, err_len, "%s: fsync: %s", self->dir, strerror(errno));
             return -1;
         }
@@ -697,7 +606,7 @@ static int check_model(sdm_durable_t *self, durable_model *m, char *err, size_t 
         return -1;
     if (make_dir(path, &made, err, err_len))
         return -1;
-    if (made && fsync_parent(path) != 0) {
+    if (made && sdm_fsync_parent(path) != 0) {
         set_err(err, err_len, "%s: fsync of the parent: %s", path, strerror(errno));
         return -1;
     }
@@ -846,7 +755,7 @@ sdm_durable_t *sdm_durable_open(const char *dir, char *err, size_t err_len)
 
     if (make_dir(dir, &made, err, err_len))
         goto fail;
-    if (made && fsync_parent(dir) != 0) {
+    if (made && sdm_fsync_parent(dir) != 0) {
         set_err(err, err_len, "%s: fsync of the parent: %s", dir, strerror(errno));
         goto fail;
     }
@@ -866,7 +775,7 @@ sdm_durable_t *sdm_durable_open(const char *dir, char *err, size_t err_len)
     if (path_fmt(path, sizeof(path), err, err_len, "%s/models", dir) ||
         make_dir(path, &made, err, err_len))
         goto fail;
-    if (made && fsync_path(dir) != 0) {
+    if (made && sdm_fsync_dir(dir) != 0) {
         set_err(err, err_len, "%s: fsync: %s", dir, strerror(errno));
         goto fail;
     }
@@ -949,7 +858,7 @@ int sdm_durable_put_model(sdm_durable_t *self, const char *model, const sdm_proj
     /* a directory already there was left by a put_model that never committed */
     if (!made && remove_orphans(self->dir, mdir, 0, NULL, err, err_len))
         return -1;
-    if (fsync_parent(path) != 0) {
+    if (sdm_fsync_parent(path) != 0) {
         set_err(err, err_len, "models: fsync: %s", strerror(errno));
         goto fail;
     }
@@ -1066,7 +975,7 @@ static int check_batch(const sdm_durable_t *self, const sdm_durable_batch *b, du
 }
 
 /* Writes <final>.tmp: header and data, fsynced and closed. */
-static int write_tmp(const char *tmp, const char *rel, const char *hdr, size_t hdr_len,
+static int write_tmp(const char *tmp, const char *rel, const uint8_t *hdr, size_t hdr_len,
                      const void *data, size_t len, char *err, size_t err_len)
 {
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -1074,7 +983,7 @@ static int write_tmp(const char *tmp, const char *rel, const char *hdr, size_t h
         set_err(err, err_len, "%s.tmp: create: %s", rel, strerror(errno));
         return -1;
     }
-    if (write_all(fd, hdr, hdr_len) != 0 || (len > 0 && write_all(fd, data, len) != 0)) {
+    if (sdm_write_all(fd, hdr, hdr_len) != 0 || sdm_write_all(fd, data, len) != 0) {
         set_err(err, err_len, "%s.tmp: write: %s", rel, strerror(errno));
         close(fd);
         return -1;
@@ -1121,9 +1030,9 @@ int sdm_durable_append(sdm_durable_t *self, const sdm_durable_batch *b, char *er
     for (int kind = 0; kind < F_KINDS; kind++) {
         if (!present[kind])
             continue;
-        char hdr[NPY_HEADER_MAX];
+        uint8_t hdr[SDM_NPY_HEADER_MAX];
         size_t hdr_len = npy_header(hdr, kind, f->n, b->k);
-        size_t len = (size_t)f->n * file_kinds[kind].elem * (file_kinds[kind].two_d ? b->k : 1);
+        size_t len = (size_t)f->n * elem_size(kind) * (file_kinds[kind].two_d ? b->k : 1);
         if (kind == F_FEATURES)
             features_bytes = hdr_len + len;
         if (write_tmp(tmp[kind], rel[kind], hdr, hdr_len, data[kind], len, err, err_len))
@@ -1136,7 +1045,7 @@ int sdm_durable_append(sdm_durable_t *self, const sdm_durable_batch *b, char *er
             goto fail;
         }
     }
-    if (fsync_path(dir) != 0) {
+    if (sdm_fsync_dir(dir) != 0) {
         set_err(err, err_len, "models/%s: fsync: %s", m->dir, strerror(errno));
         goto fail;
     }
@@ -1181,7 +1090,7 @@ fail:
         unlink(tmp[kind]);
         unlink(final[kind]);
     }
-    fsync_path(dir);
+    sdm_fsync_dir(dir);
     return -1;
 }
 
@@ -1193,7 +1102,8 @@ fail:
 static const void *read_npy(sdm_durable_t *self, const durable_model *m, uint64_t batch, int kind,
                             uint64_t n, uint32_t k, char *err, size_t err_len)
 {
-    char rel[PATH_MAX], path[PATH_MAX], hdr[NPY_HEADER_MAX];
+    char rel[PATH_MAX], path[PATH_MAX];
+    uint8_t hdr[SDM_NPY_HEADER_MAX];
     if (path_fmt(rel, sizeof(rel), err, err_len, "models/%s/%012" PRIu64 ".%s.npy", m->dir, batch,
                  file_kinds[kind].suffix) ||
         path_fmt(path, sizeof(path), err, err_len, "%s/%s", self->dir, rel))
@@ -1234,7 +1144,7 @@ static const void *read_npy(sdm_durable_t *self, const durable_model *m, uint64_
     }
     uint8_t *p = self->buf[kind];
     size_t got;
-    int rc = read_all(fd, p, want, &got);
+    int rc = sdm_read_all(fd, p, want, &got);
     int saved = errno;
     close(fd);
     if (rc != 0 || got != want) {
@@ -1242,7 +1152,8 @@ static const void *read_npy(sdm_durable_t *self, const durable_model *m, uint64_
                 rc ? strerror(saved) : "the file shrank while being read");
         return NULL;
     }
-    if (memcmp(p, "\x93NUMPY", 6) != 0) {
+    /* hdr is what we would write: its first 6 bytes are the magic */
+    if (memcmp(p, hdr, 6) != 0) {
         set_err(err, err_len, "%s: not an .npy file (bad magic)", rel);
         return NULL;
     }
@@ -1255,7 +1166,7 @@ static const void *read_npy(sdm_durable_t *self, const durable_model *m, uint64_
         char got_text[160], want_text[160];
         size_t shown = file_hdr_len < want ? file_hdr_len : (size_t)want;
         header_text(p + 10, shown - 10, got_text, sizeof(got_text));
-        header_text((const uint8_t *)hdr + 10, hdr_len - 10, want_text, sizeof(want_text));
+        header_text(hdr + 10, hdr_len - 10, want_text, sizeof(want_text));
         set_err(err, err_len, "%s: header %s, expected %s", rel, got_text, want_text);
         return NULL;
     }

@@ -15,8 +15,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
+
 #define NPY_MAGIC "\x93NUMPY"
 #define NPY_MAGIC_LEN 6
+#define NPY_ALIGN 64 /* data starts at a multiple of this, as NumPy writes it */
 /* NumPy itself refuses headers over 10 000 bytes unless asked; ours are ~128. */
 #define NPY_MAX_HEADER (1u << 20)
 
@@ -292,11 +295,22 @@ static int check_header(const char *text, size_t len, const char *name, unsigned
     return 0;
 }
 
+/* The bytes after the header must be exactly the data the shape implies. */
+static int check_data_len(const char *name, size_t have, size_t data_len, char *err, size_t err_len)
+{
+    if (have < data_len)
+        return fail(err, err_len, "%s: truncated data: the shape needs %zu bytes, the file has %zu",
+                    name, data_len, have);
+    if (have > data_len)
+        return fail(err, err_len, "%s: %zu unexpected bytes after the data", name, have - data_len);
+    return 0;
+}
+
 int sdm_npy_parse(const uint8_t *buf, size_t len, const char *name, unsigned accept, sdm_npy *out,
                   char *err, size_t err_len)
 {
     memset(out, 0, sizeof(*out));
-    size_t prefix, hlen, data_len;
+    size_t prefix = 0, hlen = 0, data_len = 0;
     if (parse_prefix(buf, len, name, &prefix, &hlen, err, err_len) != 0)
         return -1;
     if (hlen > len - prefix)
@@ -304,16 +318,8 @@ int sdm_npy_parse(const uint8_t *buf, size_t len, const char *name, unsigned acc
     if (check_header((const char *)buf + prefix, hlen, name, accept, out, &data_len, err,
                      err_len) != 0)
         goto bad;
-    size_t have = len - prefix - hlen;
-    if (have < data_len) {
-        fail(err, err_len, "%s: truncated data: the shape needs %zu bytes, the file has %zu", name,
-             data_len, have);
+    if (check_data_len(name, len - prefix - hlen, data_len, err, err_len) != 0)
         goto bad;
-    }
-    if (have > data_len) {
-        fail(err, err_len, "%s: %zu unexpected bytes after the data", name, have - data_len);
-        goto bad;
-    }
     if (data_len) {
         out->data = malloc(data_len);
         if (!out->data) {
@@ -329,22 +335,15 @@ bad:
     return -1;
 }
 
-/* Reads exactly n bytes; 0, or -1 at a short read (errno 0 at end of file). */
-static int read_full(int fd, void *buf, size_t n)
+/* Reads exactly n bytes; 0, or -1 with err (short_why: the reason when the file ends early). */
+static int read_exact(int fd, void *buf, size_t n, const char *path, const char *short_why,
+                      char *err, size_t err_len)
 {
-    uint8_t *p = buf;
-    while (n) {
-        ssize_t r = read(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            if (r == 0)
-                errno = 0;
-            return -1;
-        }
-        p += r;
-        n -= (size_t)r;
-    }
+    size_t got;
+    if (sdm_read_all(fd, buf, n, &got) != 0)
+        return fail(err, err_len, "%s: read failed: %s", path, strerror(errno));
+    if (got != n)
+        return fail(err, err_len, "%s: read failed: %s", path, short_why);
     return 0;
 }
 
@@ -363,11 +362,9 @@ int sdm_npy_read(const char *path, unsigned accept, sdm_npy *out, char *err, siz
     size_t size = (size_t)st.st_size;
     uint8_t prefix_buf[12];
     size_t got = size < sizeof(prefix_buf) ? size : sizeof(prefix_buf);
-    if (read_full(fd, prefix_buf, got) != 0) {
-        fail(err, err_len, "%s: read failed: %s", path, errno ? strerror(errno) : "short read");
+    if (read_exact(fd, prefix_buf, got, path, "short read", err, err_len) != 0)
         goto bad;
-    }
-    size_t prefix, hlen, data_len;
+    size_t prefix = 0, hlen = 0, data_len = 0;
     if (parse_prefix(prefix_buf, got, path, &prefix, &hlen, err, err_len) != 0)
         goto bad;
     if (hlen > size - prefix) {
@@ -382,33 +379,21 @@ int sdm_npy_read(const char *path, unsigned accept, sdm_npy *out, char *err, siz
     /* the prefix buffer may already hold the header's first bytes */
     size_t early = got - prefix;
     memcpy(header, prefix_buf + prefix, early);
-    if (read_full(fd, header + early, hlen - early) != 0) {
-        fail(err, err_len, "%s: read failed: %s", path, errno ? strerror(errno) : "short read");
+    if (read_exact(fd, header + early, hlen - early, path, "short read", err, err_len) != 0)
         goto bad;
-    }
     if (check_header(header, hlen, path, accept, out, &data_len, err, err_len) != 0)
         goto bad;
-    size_t have = size - prefix - hlen;
-    if (have < data_len) {
-        fail(err, err_len, "%s: truncated data: the shape needs %zu bytes, the file has %zu", path,
-             data_len, have);
+    if (check_data_len(path, size - prefix - hlen, data_len, err, err_len) != 0)
         goto bad;
-    }
-    if (have > data_len) {
-        fail(err, err_len, "%s: %zu unexpected bytes after the data", path, have - data_len);
-        goto bad;
-    }
     if (data_len) {
         out->data = malloc(data_len);
         if (!out->data) {
             fail(err, err_len, "%s: out of memory for %zu bytes", path, data_len);
             goto bad;
         }
-        if (read_full(fd, out->data, data_len) != 0) {
-            fail(err, err_len, "%s: read failed: %s", path,
-                 errno ? strerror(errno) : "file shrank while reading");
+        if (read_exact(fd, out->data, data_len, path, "file shrank while reading", err, err_len) !=
+            0)
             goto bad;
-        }
     }
     out->n_bytes = data_len;
     free(header);
@@ -421,19 +406,39 @@ bad:
     return -1;
 }
 
-static int write_full(int fd, const void *buf, size_t n)
+size_t sdm_npy_header(sdm_npy_dtype dtype, int ndim, const uint64_t *shape, uint8_t *out,
+                      size_t cap)
 {
-    const uint8_t *p = buf;
-    while (n) {
-        ssize_t w = write(fd, p, n > (1u << 30) ? (1u << 30) : n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
+    if ((unsigned)dtype >= SDM_NPY_DTYPES || (ndim != 1 && ndim != 2))
+        return 0;
+    char dict[160];
+    int n;
+    if (ndim == 1)
+        n = snprintf(dict, sizeof(dict),
+                     "{'descr': '%s', 'fortran_order': False, 'shape': (%llu,), }", s_descr[dtype],
+                     (unsigned long long)shape[0]);
+    else
+        n = snprintf(dict, sizeof(dict),
+                     "{'descr': '%s', 'fortran_order': False, 'shape': (%llu, %llu), }",
+                     s_descr[dtype], (unsigned long long)shape[0], (unsigned long long)shape[1]);
+    if (n < 0)
+        return 0;
+    /* format 1.0: a 16-bit header length is plenty for this dict */
+    size_t prefix = 10;
+    size_t total = prefix + (size_t)n + 1; /* + the closing '\n' */
+    total = (total + NPY_ALIGN - 1) / NPY_ALIGN * NPY_ALIGN;
+    if (total > cap)
+        return 0;
+    size_t hlen = total - prefix;
+    memcpy(out, NPY_MAGIC, NPY_MAGIC_LEN);
+    out[6] = 1;
+    out[7] = 0;
+    out[8] = (uint8_t)(hlen & 0xff);
+    out[9] = (uint8_t)(hlen >> 8);
+    memcpy(out + prefix, dict, (size_t)n);
+    memset(out + prefix + n, ' ', hlen - (size_t)n - 1);
+    out[total - 1] = '\n';
+    return total;
 }
 
 int sdm_npy_write(const char *path, sdm_npy_dtype dtype, int ndim, const uint64_t *shape,
@@ -455,36 +460,12 @@ int sdm_npy_write(const char *path, sdm_npy_dtype dtype, int ndim, const uint64_
     if (data_len && !data)
         return fail(err, err_len, "%s: no data", path);
 
-    char dict[160];
-    int n;
-    if (ndim == 1)
-        n = snprintf(dict, sizeof(dict),
-                     "{'descr': '%s', 'fortran_order': False, 'shape': (%llu,), }", s_descr[dtype],
-                     (unsigned long long)shape[0]);
-    else
-        n = snprintf(dict, sizeof(dict),
-                     "{'descr': '%s', 'fortran_order': False, 'shape': (%llu, %llu), }",
-                     s_descr[dtype], (unsigned long long)shape[0], (unsigned long long)shape[1]);
-    /* format 1.0: a 16-bit header length is plenty for this dict. NumPy pads the header
-     * with spaces so that the data starts at a multiple of 64 bytes; so do we */
-    size_t prefix = 10;
-    size_t total = prefix + (size_t)n + 1;
-    total = (total + 63) / 64 * 64;
-    size_t hlen = total - prefix;
-    uint8_t head[256];
-    memcpy(head, NPY_MAGIC, NPY_MAGIC_LEN);
-    head[6] = 1;
-    head[7] = 0;
-    head[8] = (uint8_t)(hlen & 0xff);
-    head[9] = (uint8_t)(hlen >> 8);
-    memcpy(head + prefix, dict, (size_t)n);
-    memset(head + prefix + n, ' ', hlen - (size_t)n - 1);
-    head[total - 1] = '\n';
-
+    uint8_t head[SDM_NPY_HEADER_MAX];
+    size_t total = sdm_npy_header(dtype, ndim, shape, head, sizeof(head));
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return fail(err, err_len, "%s: %s", path, strerror(errno));
-    if (write_full(fd, head, total) != 0 || write_full(fd, data, data_len) != 0) {
+    if (sdm_write_all(fd, head, total) != 0 || sdm_write_all(fd, data, data_len) != 0) {
         fail(err, err_len, "%s: write failed: %s", path, strerror(errno));
         close(fd);
         return -1;

@@ -55,4 +55,13 @@ void sdm_npy_free(sdm_npy *a);
 int sdm_npy_write(const char *path, sdm_npy_dtype dtype, int ndim, const uint64_t *shape,
                   const void *data, char *err, size_t err_len);
 
+/* The longest header sdm_npy_header makes (two 20-digit dimensions). */
+#define SDM_NPY_HEADER_MAX 128
+/* The format 1.0 header sdm_npy_write puts before the data: magic, version, length, the
+ * dict, and the spaces and '\n' that make the data start at a multiple of 64 bytes (as
+ * NumPy does). Writes it to out (cap bytes) and returns its length; 0 for an unknown dtype,
+ * an ndim other than 1 or 2, or a cap below what the header needs. */
+size_t sdm_npy_header(sdm_npy_dtype dtype, int ndim, const uint64_t *shape, uint8_t *out,
+                      size_t cap);
+
 #endif /* SDM_SERVICE_NPY_H */

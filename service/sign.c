@@ -20,6 +20,8 @@
 
 #include <sodium.h>
 
+#include "fileio.h"
+
 #define TAG_LEN (sizeof(SDM_ENVELOPE_TAG) - 1)
 #define KEY_HEX_LEN (2 * SDM_SK_LEN)
 #define PUB_HEX_LEN (2 * SDM_PK_LEN)
@@ -159,30 +161,16 @@ void sdm_keypair_destroy(sdm_keypair **self_p)
 /* Reads a small file whole into buf (at most cap bytes; more is an error). */
 static int read_small(int fd, char *buf, size_t cap, size_t *len)
 {
-    size_t got = 0;
-    for (;;) {
-        ssize_t r = read(fd, buf + got, cap - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
+    if (sdm_read_all(fd, buf, cap, len) != 0)
+        return -1;
+    if (*len == cap) {
+        char extra;
+        size_t more;
+        if (sdm_read_all(fd, &extra, 1, &more) != 0 || more != 0) {
+            errno = EFBIG;
             return -1;
-        if (r == 0)
-            break;
-        got += (size_t)r;
-        if (got == cap) {
-            char extra;
-            ssize_t more;
-            do
-                more = read(fd, &extra, 1);
-            while (more < 0 && errno == EINTR);
-            if (more != 0) {
-                errno = EFBIG;
-                return -1;
-            }
-            break;
         }
     }
-    *len = got;
     return 0;
 }
 
@@ -276,30 +264,6 @@ fail:
     return NULL;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t w = write(fd, buf, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        buf += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* Writes text to path through a temporary file, fsynced. With exclusive, the final name is
  * claimed with link(), which fails rather than replace a file someone else made first
  * (errno EEXIST); otherwise rename() replaces it. The final name never holds half a file. */
@@ -316,7 +280,7 @@ static int write_file(const char *path, const char *text, size_t len, mode_t mod
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0)
         return -1;
-    if (write_all(fd, text, len) != 0 || fsync(fd) != 0) {
+    if (sdm_write_all(fd, text, len) != 0 || fsync(fd) != 0) {
         int e = errno;
         close(fd);
         unlink(tmp);
@@ -358,7 +322,7 @@ static int check_pub(const char *pub_path, const char *dir, const uint8_t pk[SDM
     }
     sdm_hex(pk, SDM_PK_LEN, text);
     text[PUB_HEX_LEN] = '\n';
-    if (write_file(pub_path, text, PUB_HEX_LEN + 1, 0644, 0) != 0 || fsync_dir(dir) != 0) {
+    if (write_file(pub_path, text, PUB_HEX_LEN + 1, 0644, 0) != 0 || sdm_fsync_dir(dir) != 0) {
         set_err(err, err_len, "public key file %s: %s", pub_path, strerror(errno));
         return -1;
     }
@@ -404,7 +368,7 @@ sdm_keypair *sdm_keypair_load_or_create(const char *dir, const char *name, char 
             set_err(err, err_len, "key file %s: %s", path, strerror(e));
             return NULL;
         }
-        if (fsync_dir(dir) != 0) {
+        if (sdm_fsync_dir(dir) != 0) {
             set_err(err, err_len, "key file %s: fsync of %s: %s", path, dir, strerror(errno));
             return NULL;
         }
