@@ -90,6 +90,7 @@ struct sdm_backend {
     char device[256];     /* human description of the device */
     char error[512];      /* message of the last failure inside the backend */
     int threads;          /* cpu threads to use */
+    size_t workspace;     /* the engine's bound on scratch memory (0: the backend's default) */
 };
 
 /* Records a formatted message in be->error and returns status. */

@@ -273,6 +273,7 @@ sdm_engine_t *sdm_engine_new(const sdm_engine_opts *opts, sdm_status *status, ch
         eng = NULL;
         goto done;
     }
+    eng->cpu.workspace = eng->workspace;
     if (o.backend == SDM_BACKEND_CPU) {
         eng->be = eng->cpu;
         goto done;

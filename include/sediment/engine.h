@@ -9,7 +9,9 @@
  * NULL-safe, idempotent and clears the caller's pointer.
  *
  * Threads: an engine and the stores made with it are used by one thread at a time; the
- * caller serialises access (the engine itself uses several threads inside a call).
+ * caller serialises access (the engine itself uses several threads inside a call). The one
+ * exception: sdm_store_check may run on another thread during sdm_attribute on the same
+ * store (it reads nothing an attribution changes; last errors are kept per thread).
  */
 #ifndef SEDIMENT_ENGINE_H
 #define SEDIMENT_ENGINE_H

@@ -4,6 +4,18 @@
 
 #include "../backend.h"
 
+/* The largest rademacher P the backend keeps whole (d x k floats; the engine's workspace
+ * bounds it further), and the cache itself: the last P used. An engine serves one thread at
+ * a time, so no lock. */
+#define SDM_CPU_P_CACHE_BYTES ((size_t)256 << 20)
+
+typedef struct sdm_cpu_state {
+    uint64_t seed;
+    uint64_t d;
+    uint32_t k;
+    float *P; /* d x k, NULL until first used */
+} sdm_cpu_state;
+
 sdm_status sdm_cpu_project(sdm_backend *be, const sdm_projection *proj, const sdm_matrix *in,
                            float *out);
 sdm_status sdm_cpu_topk_pass(sdm_backend *be, const sdm_pass *pass);

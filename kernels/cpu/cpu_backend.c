@@ -16,7 +16,11 @@
 
 static void s_cpu_free(sdm_backend *be)
 {
-    (void)be;
+    sdm_cpu_state *st = be->ctx;
+    if (st)
+        free(st->P);
+    free(st);
+    be->ctx = NULL;
 }
 
 static sdm_status s_cpu_gram(sdm_backend *be, const float *rows, uint64_t n, uint32_t k,
@@ -79,6 +83,7 @@ sdm_status sdm_cpu_backend_init(sdm_backend *be, int threads)
 {
     memset(be, 0, sizeof(*be));
     be->iface = &s_cpu_iface;
+    be->ctx = calloc(1, sizeof(sdm_cpu_state)); /* NULL only disables the P cache */
 #ifdef _OPENMP
     if (threads <= 0)
         threads = omp_get_num_procs();

@@ -1,9 +1,12 @@
-/* project.c - cpu projections (SPEC §2): rademacher through sgemm on regenerated P tiles,
+/* project.c - cpu projections (SPEC §2): rademacher through sgemm on a regenerated P,
  * rademacher for a few rows through signed axpys, sjlt as a streaming scatter.
  *
- * P is regenerated tile by tile and never held whole. Results depend only on the data and
- * (seed, j, c): threads split work along columns or rows, never along the sum over j in a
- * way that changes with the thread count.
+ * A rademacher P of at most SDM_CPU_P_CACHE_BYTES (and the engine's workspace) is generated once and kept by the backend
+ * (the last one used), so that small batches, the worker's usual ingest, cost one sgemm
+ * rather than a regeneration of all d x k entries each. A larger P is regenerated tile by
+ * tile and never held whole. Results depend only on the data and (seed, j, c): threads split
+ * work along columns or rows, never along the sum over j in a way that changes with the
+ * thread count.
  */
 #include <cblas.h>
 #include <math.h>
@@ -15,6 +18,7 @@
 
 #define P_TILE_ROWS 256   /* rows of P regenerated per sgemm */
 #define G_TILE_ROWS 2048  /* input rows converted per block (f16/bf16) */
+#define G_TILE_BYTES ((size_t)64 << 20) /* and at most this much converted input at once */
 #define FEW_ROWS 16       /* below this many rows the axpy path beats sgemm */
 #define SJLT_TILE 4096    /* input coordinates per sjlt bucket table */
 
@@ -61,27 +65,59 @@ static void rademacher_tile(const sdm_projection *p, uint64_t j0, uint64_t nj, f
     }
 }
 
+/* The whole P of a rademacher projection, from the backend's cache (made on first use), or
+ * NULL when it is over the cache's size or memory ran short (callers then tile). */
+static const float *cached_rademacher(sdm_backend *be, const sdm_projection *p)
+{
+    sdm_cpu_state *st = be->ctx;
+    uint64_t d = p->input_dim;
+    uint32_t k = p->dim;
+    size_t limit = SDM_CPU_P_CACHE_BYTES;
+    if (be->workspace && be->workspace < limit)
+        limit = be->workspace;
+    if (!st || d > limit / sizeof(float) / k)
+        return NULL;
+    if (st->P && st->seed == p->seed && st->d == d && st->k == k)
+        return st->P;
+    free(st->P);
+    st->P = malloc((size_t)d * k * sizeof(float));
+    if (!st->P)
+        return NULL;
+    rademacher_tile(p, 0, d, st->P);
+    st->seed = p->seed;
+    st->d = d;
+    st->k = k;
+    return st->P;
+}
+
 static sdm_status project_rademacher_gemm(sdm_backend *be, const sdm_projection *p,
                                           const sdm_matrix *in, float *out)
 {
     uint64_t n = in->rows, d = in->cols;
     uint32_t k = p->dim;
     int direct = in->dtype == SDM_F32;
-    uint64_t gr = direct ? n : (n < G_TILE_ROWS ? n : G_TILE_ROWS);
-    float *P = malloc((size_t)P_TILE_ROWS * k * sizeof(float));
-    float *G = direct ? NULL : malloc((size_t)gr * P_TILE_ROWS * sizeof(float));
-    if (!P || (!direct && !G)) {
+    const float *whole = cached_rademacher(be, p);
+    uint64_t tile_rows = whole ? d : P_TILE_ROWS;
+    /* f16/bf16 input is converted G_TILE_ROWS rows at a time, fewer when rows are long */
+    uint64_t gr = G_TILE_BYTES / (tile_rows * sizeof(float));
+    gr = gr < 1 ? 1 : (gr > G_TILE_ROWS ? G_TILE_ROWS : gr);
+    gr = direct || n < gr ? n : gr;
+    float *P = whole ? NULL : malloc((size_t)P_TILE_ROWS * k * sizeof(float));
+    float *G = direct ? NULL : malloc((size_t)gr * tile_rows * sizeof(float));
+    if ((!whole && !P) || (!direct && !G)) {
         free(P);
         free(G);
         return sdm_backend_fail(be, SDM_ERR_NOMEM, "project: out of memory");
     }
     memset(out, 0, (size_t)n * k * sizeof(float));
-    for (uint64_t j0 = 0; j0 < d; j0 += P_TILE_ROWS) {
-        uint64_t nj = d - j0 < P_TILE_ROWS ? d - j0 : P_TILE_ROWS;
-        rademacher_tile(p, j0, nj, P);
+    for (uint64_t j0 = 0; j0 < d; j0 += tile_rows) {
+        uint64_t nj = d - j0 < tile_rows ? d - j0 : tile_rows;
+        const float *Pt = whole ? whole + j0 * k : P;
+        if (!whole)
+            rademacher_tile(p, j0, nj, P);
         if (direct) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)k, (int)nj,
-                        1.0f, (const float *)in->data + j0, (int)d, P, (int)k, 1.0f, out,
+                        1.0f, (const float *)in->data + j0, (int)d, Pt, (int)k, 1.0f, out,
                         (int)k);
             continue;
         }
@@ -89,7 +125,7 @@ static sdm_status project_rademacher_gemm(sdm_backend *be, const sdm_projection 
             uint64_t nr = n - r0 < gr ? n - r0 : gr;
             sdm_cpu_convert_block(in, r0, nr, j0, nj, G);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)k, (int)nj,
-                        1.0f, G, (int)nj, P, (int)k, 1.0f, out + r0 * k, (int)k);
+                        1.0f, G, (int)nj, Pt, (int)k, 1.0f, out + r0 * k, (int)k);
         }
     }
     free(P);
