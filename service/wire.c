@@ -150,8 +150,10 @@ static sdm_wire_code walk_count(walker *w, size_t at, const char *what, uint64_t
                              "msgpack: at byte %zu, %s of %llu %s with %llu bytes left", at, what,
                              (unsigned long long)count, per == 1 ? "elements" : "entries",
                              (unsigned long long)left);
+    /* a well-formed frame that is simply too big: too_large, the one code the worker gives
+     * for size (frames over ZMQ_MAXMSGSIZE are dropped without a reply) */
     if (count > w->budget)
-        return sdm_wire_fail(w->err, SDM_WIRE_BAD_REQUEST,
+        return sdm_wire_fail(w->err, SDM_WIRE_TOO_LARGE,
                              "msgpack: at byte %zu, %s of %llu: over the element budget", at, what,
                              (unsigned long long)count);
     w->budget -= count;
@@ -1076,6 +1078,10 @@ sdm_wire_code sdm_wire_decode_worker(const uint8_t *buf, size_t len, const sdm_w
     sdm_wire_code c = sdm_wire_precheck(buf, len, &l, err);
     if (c != SDM_WIRE_OK)
         return c;
+    /* msgpack-c spends 24 bytes per element, so a frame that cannot be a request is turned
+     * away before it unpacks anything */
+    if ((buf[0] & 0xf0) != 0x80 && buf[0] != 0xde && buf[0] != 0xdf)
+        return sdm_wire_fail(err, SDM_WIRE_BAD_REQUEST, "request: expected a map");
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
     size_t off = 0;

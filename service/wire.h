@@ -60,7 +60,8 @@ typedef struct sdm_wire_limits {
 /* Walks exactly one msgpack object spanning buf[0, len): no allocation, every str/bin/ext
  * length and array/map count checked against the bytes left (an element takes at least
  * one byte), the element budget and the depth bounded, nothing after the object.
- * Returns SDM_WIRE_OK or SDM_WIRE_BAD_REQUEST with a message saying where it failed. */
+ * Returns SDM_WIRE_OK, SDM_WIRE_TOO_LARGE over the element budget, or SDM_WIRE_BAD_REQUEST,
+ * with a message saying where it failed. */
 sdm_wire_code sdm_wire_precheck(const uint8_t *buf, size_t len, const sdm_wire_limits *lim,
                                 sdm_wire_error *err);
 

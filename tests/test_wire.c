@@ -478,16 +478,27 @@ static void test_precheck_trailing_and_budget(void)
     static const uint8_t four[] = {0x93, 0x01, 0x02, 0x81, 0xa1, 'a', 0x03};
     sdm_wire_limits lim = {0, 4};
     CU_ASSERT_EQUAL(pre(four, sizeof(four), &lim), SDM_WIRE_OK);
-    lim.max_elements = 3;
-    CU_ASSERT_EQUAL(pre(four, sizeof(four), &lim), SDM_WIRE_BAD_REQUEST);
-    CU_ASSERT_PTR_NOT_NULL(strstr(E.message, "element budget"));
+    lim.max_elements = 3; /* well-formed but over the budget: too_large */
+    CU_ASSERT_EQUAL(pre(four, sizeof(four), &lim), SDM_WIRE_TOO_LARGE);
+    CU_ASSERT_PTR_NOT_NULL(strstr(E.message, "at byte 3, fixmap of 1: over the element budget"));
     /* the decoder applies the caller's budget */
     base_contribute();
     CU_ASSERT_EQUAL(decode_built(), SDM_WIRE_OK);
     sdm_worker_request_free(&R);
     lim.max_elements = 8; /* 9 top-level entries */
-    CU_ASSERT_EQUAL(sdm_wire_decode_worker(F, FN, &lim, &R, &E), SDM_WIRE_BAD_REQUEST);
+    CU_ASSERT_EQUAL(sdm_wire_decode_worker(F, FN, &lim, &R, &E), SDM_WIRE_TOO_LARGE);
     CU_ASSERT_PTR_NOT_NULL(strstr(E.message, "element budget"));
+
+    /* the default budget is 2^24 elements: an array of 2^24 nils passes, one more does not */
+    size_t n = (size_t)1 << 24;
+    uint8_t *big = malloc(n + 6);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(big);
+    memset(big, 0xc0, n + 6);
+    memcpy(big, "\xdd\x01\x00\x00\x00", 5); /* array32 of 2^24 */
+    CU_ASSERT_EQUAL(sdm_wire_precheck(big, n + 5, NULL, &E), SDM_WIRE_OK);
+    big[4] = 0x01; /* 2^24 + 1 */
+    CU_ASSERT_EQUAL(sdm_wire_precheck(big, n + 6, NULL, &E), SDM_WIRE_TOO_LARGE);
+    free(big);
     done();
 }
 

@@ -5,7 +5,8 @@
  *   - decoding succeeds on a frame the pre-check rejects;
  *   - a decoded request borrows bytes from outside the frame, or a matrix whose data
  *     length is not rows x cols x size;
- *   - a failure carries a code other than bad_request/unknown_op, or an empty message;
+ *   - a failure carries a code other than bad_request/unknown_op/too_large, or an empty
+ *     message, or decoding fails otherwise than the pre-check did;
  *   - the reply packed for it is not exactly one well-formed msgpack object.
  */
 #include <stdint.h>
@@ -75,13 +76,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sdm_wire_limits tight = {4, 16};
     /* tight limits reach the depth and budget checks on small inputs */
     sdm_wire_code tight_code = sdm_wire_precheck(data, size, &tight, &err);
-    require(tight_code == SDM_WIRE_OK || tight_code == SDM_WIRE_BAD_REQUEST);
+    require(tight_code == SDM_WIRE_OK || tight_code == SDM_WIRE_BAD_REQUEST ||
+            tight_code == SDM_WIRE_TOO_LARGE);
     sdm_wire_code pre = sdm_wire_precheck(data, size, NULL, &err);
-    require(pre == SDM_WIRE_OK || (pre == SDM_WIRE_BAD_REQUEST && err.message[0]));
+    require(pre == SDM_WIRE_OK ||
+            ((pre == SDM_WIRE_BAD_REQUEST || pre == SDM_WIRE_TOO_LARGE) && err.message[0]));
 
     sdm_worker_request req;
     sdm_wire_code code = sdm_wire_decode_worker(data, size, NULL, &req, &err);
-    require(code == SDM_WIRE_OK || pre == SDM_WIRE_OK || code == SDM_WIRE_BAD_REQUEST);
+    require(code == SDM_WIRE_OK || pre == SDM_WIRE_OK || code == pre);
     require(pre == SDM_WIRE_OK || code != SDM_WIRE_OK);
     require(inside(data, size, req.id, req.id_len));
 
@@ -100,7 +103,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (uint64_t i = 0; i < m; i++)
             sdm_wire_pack_raw(&pk, req.query_ids[i], req.query_id_lens[i]);
     } else {
-        require(code == SDM_WIRE_BAD_REQUEST || code == SDM_WIRE_UNKNOWN_OP);
+        require(code == SDM_WIRE_BAD_REQUEST || code == SDM_WIRE_UNKNOWN_OP ||
+                code == SDM_WIRE_TOO_LARGE);
         require(err.code == code && err.message[0] != '\0');
         require(memchr(err.message, 0, sizeof(err.message)) != NULL);
         sdm_wire_reply_error(&pk, req.id, req.id_len, &err);

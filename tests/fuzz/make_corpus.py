@@ -101,7 +101,12 @@ SEEDS = {
                                         **{"lambda": {"ckpt-1": 0.25}})),
     "ok_attribute_features": pack(attribute(queries=None, query_features={"c": matrix(1, 2)},
                                             method="trak", topk=0)),
+    "ok_attribute_float32": msgpack.packb(attribute(method="trak", **{"lambda": 0.5}),
+                                          use_bin_type=True, use_single_float=True),
+    "ok_contribute_float32": msgpack.packb(contribute(lr=0.25, weights=[0.5, 1.5, 2.5]),
+                                          use_bin_type=True, use_single_float=True),
     # pre-check
+    "bad_empty": b"",
     "bad_array32_huge": b"\xdd\xff\xff\xff\xff",
     "bad_map32_huge": b"\xdf\xff\xff\xff\xff",
     "bad_bin32_huge": b"\xc6\xff\xff\xff\xff",
@@ -139,6 +144,12 @@ SEEDS = {
         b"\x83" + pack("op") + pack("attribute") + pack("model") + pack("m") + pack("queries")
         + raw_map([("c", matrix(1, 2)), ("c", matrix(1, 2))]),
     "bad_lambda_unknown_ckpt": pack(attribute(method="trak", **{"lambda": {"nope": 1.0}})),
+    "bad_lambda_duplicate":
+        b"\x85" + pack("op") + pack("attribute") + pack("model") + pack("m") + pack("method")
+        + pack("trak") + pack("queries") + pack({"c": matrix(1, 2)}) + pack("lambda")
+        + raw_map([("c", 1.0), ("c", 2.0)]),
+    "bad_queries_and_features": pack(attribute(query_features={"c": matrix(2, 4)})),
+    "bad_queries_missing": pack(attribute(queries=None)),
     "bad_lambda_for_dot": pack(attribute(**{"lambda": 0.5})),
     "bad_topk": pack(attribute(topk=100001)),
     "bad_query_ids_count": pack(attribute(query_ids=[1])),
