@@ -8,6 +8,8 @@
  */
 #include "sign.h"
 
+#include "sha256.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -88,24 +90,22 @@ static void put_le64(uint8_t *p, uint64_t v)
 
 void sdm_digest_ids(const uint64_t *ids, uint64_t n, uint8_t out[SDM_HASH_LEN])
 {
-    sdm_sodium_init();
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
+    sdm_sha256_ctx h;
+    sdm_sha256_init(&h);
     uint8_t buf[8 * 512];
     for (uint64_t i = 0; i < n;) {
         size_t k = 0;
         for (; k < 512 && i < n; k++, i++)
             put_le64(buf + 8 * k, ids[i]);
-        crypto_hash_sha256_update(&st, buf, 8 * k);
+        sdm_sha256_update(&h, buf, 8 * k);
     }
-    crypto_hash_sha256_final(&st, out);
+    sdm_sha256_final(&h, out);
 }
 
 void sdm_digest_weights(const double *w, uint64_t n, uint8_t out[SDM_HASH_LEN])
 {
-    sdm_sodium_init();
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
+    sdm_sha256_ctx h;
+    sdm_sha256_init(&h);
     uint8_t buf[8 * 512];
     for (uint64_t i = 0; w && i < n;) {
         size_t k = 0;
@@ -114,19 +114,14 @@ void sdm_digest_weights(const double *w, uint64_t n, uint8_t out[SDM_HASH_LEN])
             memcpy(&bits, &w[i], 8);
             put_le64(buf + 8 * k, bits);
         }
-        crypto_hash_sha256_update(&st, buf, 8 * k);
+        sdm_sha256_update(&h, buf, 8 * k);
     }
-    crypto_hash_sha256_final(&st, out);
+    sdm_sha256_final(&h, out);
 }
 
 void sdm_digest_bytes(const uint8_t *b, size_t n, uint8_t out[SDM_HASH_LEN])
 {
-    sdm_sodium_init();
-    crypto_hash_sha256_state st;
-    crypto_hash_sha256_init(&st);
-    if (n > 0)
-        crypto_hash_sha256_update(&st, b, n);
-    crypto_hash_sha256_final(&st, out);
+    sdm_sha256(b, n, out);
 }
 
 /* ---- key files ---------------------------------------------------------------------------- */

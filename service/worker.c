@@ -38,6 +38,7 @@
 
 #include "durable.h"
 #include "merkle.h"
+#include "sha256.h"
 #include "sign.h"
 #include "wire.h"
 
@@ -683,8 +684,8 @@ static void do_attribute(sdm_worker_t *w, job *j)
         reply_error(w, j, SDM_WIRE_INTERNAL, "queries: out of memory");
         goto done;
     }
-    crypto_hash_sha256_state qd;
-    crypto_hash_sha256_init(&qd);
+    sdm_sha256_ctx qd;
+    sdm_sha256_init(&qd);
     for (size_t i = 0; i < nq; i++) {
         const sdm_wire_query *q = &r->queries[i];
         names[i] = q->checkpoint;
@@ -695,7 +696,7 @@ static void do_attribute(sdm_worker_t *w, job *j)
             reply_error(w, j, SDM_WIRE_INTERNAL, "queries: out of memory");
             goto done;
         }
-        crypto_hash_sha256_update(&qd, q->bytes, q->n_bytes);
+        sdm_sha256_update(&qd, q->bytes, q->n_bytes);
     }
     sdm_proof proof = {.issued_at = 0, .model = m->name, .projection = &m->proj,
                        .method = r->method, .aggregate = r->aggregate, .n_checkpoints = nq,
@@ -703,7 +704,7 @@ static void do_attribute(sdm_worker_t *w, job *j)
                        .request_id = r->request_id ? r->request_id : "",
                        .query_ids = r->query_ids, .query_id_lens = r->query_id_lens};
     memcpy(proof.worker, w->kp->pk, SDM_PK_LEN);
-    crypto_hash_sha256_final(&qd, proof.query_digest);
+    sdm_sha256_final(&qd, proof.query_digest);
 
     /* the store as it stands now: every acknowledged batch */
     pthread_rwlock_wrlock(&m->rw);
