@@ -141,6 +141,15 @@ static sdm_wire_code walk_skip(walker *w, size_t at, const char *what, uint64_t 
 }
 
 /* A container of `count` entries, each made of `per` objects of at least one byte. */
+/* A length field of `width` bytes, then that many bytes plus `extra` (ext's type byte). */
+static sdm_wire_code walk_sized(walker *w, size_t at, const char *what, unsigned width,
+                                uint64_t extra)
+{
+    uint64_t v = 0;
+    sdm_wire_code c = walk_field(w, at, what, width, &v);
+    return c != SDM_WIRE_OK ? c : walk_skip(w, at, what, v + extra);
+}
+
 static sdm_wire_code walk_count(walker *w, size_t at, const char *what, uint64_t count,
                                 unsigned per, uint64_t *children)
 {
@@ -189,22 +198,14 @@ static sdm_wire_code walk_header(walker *w, int *container, uint64_t *children)
     switch (t) {
     case 0xc4:
     case 0xc5:
-    case 0xc6: {
-        static const char *const names[] = {"bin8", "bin16", "bin32"};
-        const char *what = names[t - 0xc4];
-        if ((c = walk_field(w, at, what, 1u << (t - 0xc4), &v)) != SDM_WIRE_OK)
-            return c;
-        return walk_skip(w, at, what, v);
-    }
+    case 0xc6:
+        return walk_sized(w, at, (const char *const[]){"bin8", "bin16", "bin32"}[t - 0xc4],
+                          1u << (t - 0xc4), 0);
     case 0xc7:
     case 0xc8:
-    case 0xc9: {
-        static const char *const names[] = {"ext8", "ext16", "ext32"};
-        const char *what = names[t - 0xc7];
-        if ((c = walk_field(w, at, what, 1u << (t - 0xc7), &v)) != SDM_WIRE_OK)
-            return c;
-        return walk_skip(w, at, what, v + 1); /* the type byte, then the data */
-    }
+    case 0xc9: /* the type byte, then the data */
+        return walk_sized(w, at, (const char *const[]){"ext8", "ext16", "ext32"}[t - 0xc7],
+                          1u << (t - 0xc7), 1);
     case 0xca:
         return walk_skip(w, at, "float32", 4);
     case 0xcb:
@@ -227,28 +228,19 @@ static sdm_wire_code walk_header(walker *w, int *container, uint64_t *children)
         return walk_skip(w, at, "fixext", 1 + (1u << (t - 0xd4)));
     case 0xd9:
     case 0xda:
-    case 0xdb: {
-        static const char *const names[] = {"str8", "str16", "str32"};
-        const char *what = names[t - 0xd9];
-        if ((c = walk_field(w, at, what, 1u << (t - 0xd9), &v)) != SDM_WIRE_OK)
-            return c;
-        return walk_skip(w, at, what, v);
-    }
+    case 0xdb:
+        return walk_sized(w, at, (const char *const[]){"str8", "str16", "str32"}[t - 0xd9],
+                          1u << (t - 0xd9), 0);
     case 0xdc:
-    case 0xdd: {
-        const char *what = t == 0xdc ? "array16" : "array32";
-        if ((c = walk_field(w, at, what, t == 0xdc ? 2 : 4, &v)) != SDM_WIRE_OK)
-            return c;
-        *container = 1;
-        return walk_count(w, at, what, v, 1, children);
-    }
+    case 0xdd:
     case 0xde:
     case 0xdf: {
-        const char *what = t == 0xde ? "map16" : "map32";
-        if ((c = walk_field(w, at, what, t == 0xde ? 2 : 4, &v)) != SDM_WIRE_OK)
+        static const char *const names[] = {"array16", "array32", "map16", "map32"};
+        const char *what = names[t - 0xdc];
+        if ((c = walk_field(w, at, what, t & 1 ? 4 : 2, &v)) != SDM_WIRE_OK)
             return c;
         *container = 1;
-        return walk_count(w, at, what, v, 2, children);
+        return walk_count(w, at, what, v, t < 0xde ? 1 : 2, children);
     }
     default: /* 0xc1 */
         return sdm_wire_fail(w->err, SDM_WIRE_BAD_REQUEST,
@@ -649,7 +641,7 @@ static sdm_wire_code decode_register(dec *d, sdm_worker_request *r)
     if (!get_word(v[0], word, sizeof(word)) ||
         sdm_proj_kind_parse(word, &r->projection.kind) != SDM_OK)
         return bad(d, "projection.kind: must be rademacher, sjlt or none");
-    uint64_t dim, s = 0;
+    uint64_t dim = 0, s = 0;
     if ((c = get_u64(d, "projection.dim", v[1], &dim)) != SDM_WIRE_OK)
         return c;
     if (dim < 1 || dim > 65536)
@@ -947,7 +939,7 @@ static sdm_wire_code decode_attribute(dec *d, sdm_worker_request *r)
     if (c != SDM_WIRE_OK)
         return c;
     if ((o = d->f[F_TOPK])) {
-        uint64_t k;
+        uint64_t k = 0;
         if ((c = get_u64(d, "topk", o, &k)) != SDM_WIRE_OK)
             return c;
         if (k > SDM_WIRE_MAX_TOPK)
