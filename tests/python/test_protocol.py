@@ -348,6 +348,23 @@ class KnownAnswers(unittest.TestCase):
                 self.assertLess(abs(sa[2] - sb[2]), 1e-4 * max(1.0, abs(sb[2])))
 
 
+class MaxMsg(unittest.TestCase):
+    def test_oversized_frame_drops_only_its_connection(self):
+        w = Worker(args=["--max-msg", "4096"])
+        try:
+            big = Raw(w.endpoint)
+            with self.assertRaises(TimeoutError):
+                big.call_bytes(msgpack.packb({"op": "info", "pad": b"x" * 8192}), timeout_ms=1500)
+            big.close()
+            c = Raw(w.endpoint)
+            self.assertTrue(c.call("info")["ok"])
+            c.close()
+            self.assertTrue(w.alive())
+        finally:
+            self.assertEqual(w.stop(), 0)
+            w.close()
+
+
 class Internal(unittest.TestCase):
     def test_disk_failure_is_internal_and_changes_nothing(self):
         import shutil
