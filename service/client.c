@@ -21,6 +21,7 @@
 #include <zmq.h>
 
 #include "sign.h"
+#include "errmsg.h"
 #include "wire.h"
 
 #define CLIENT_DEFAULT_TIMEOUT_MS 60000
@@ -41,19 +42,6 @@ const char *sdm_client_status_str(sdm_client_status status)
 int sdm_client_status_is_server(sdm_client_status status)
 {
     return status >= SDM_CLIENT_BAD_REQUEST && status <= SDM_CLIENT_INTERNAL;
-}
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (!err || !err_len)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
 }
 
 /* ---- the reply tree ------------------------------------------------------------------ */
@@ -168,7 +156,7 @@ static int val_from(val *v, const msgpack_object *o, char *err, size_t err_len)
         v->bytes = copy_bytes(p, n);
         v->len = n;
         if (!v->bytes) {
-            set_err(err, err_len, "out of memory");
+            sdm_errf(err, err_len, "out of memory");
             return -1;
         }
         return 0;
@@ -178,7 +166,7 @@ static int val_from(val *v, const msgpack_object *o, char *err, size_t err_len)
         if (o->via.array.size) {
             v->items = calloc(o->via.array.size, sizeof(val));
             if (!v->items) {
-                set_err(err, err_len, "out of memory");
+                sdm_errf(err, err_len, "out of memory");
                 return -1;
             }
         }
@@ -195,7 +183,7 @@ static int val_from(val *v, const msgpack_object *o, char *err, size_t err_len)
             v->keys = calloc(o->via.map.size, sizeof(char *));
             v->key_lens = calloc(o->via.map.size, sizeof(size_t));
             if (!v->items || !v->keys || !v->key_lens) {
-                set_err(err, err_len, "out of memory");
+                sdm_errf(err, err_len, "out of memory");
                 return -1;
             }
         }
@@ -203,13 +191,13 @@ static int val_from(val *v, const msgpack_object *o, char *err, size_t err_len)
             const msgpack_object_kv *kv = &o->via.map.ptr[i];
             v->len = i + 1;
             if (kv->key.type != MSGPACK_OBJECT_STR) {
-                set_err(err, err_len, "a map key is not a string");
+                sdm_errf(err, err_len, "a map key is not a string");
                 return -1;
             }
             v->keys[i] = copy_bytes(kv->key.via.str.ptr, kv->key.via.str.size);
             v->key_lens[i] = kv->key.via.str.size;
             if (!v->keys[i]) {
-                set_err(err, err_len, "out of memory");
+                sdm_errf(err, err_len, "out of memory");
                 return -1;
             }
             if (val_from(&v->items[i], &kv->val, err, err_len) != 0)
@@ -217,7 +205,7 @@ static int val_from(val *v, const msgpack_object *o, char *err, size_t err_len)
         }
         return 0;
     }
-    set_err(err, err_len, "unknown msgpack type %d", (int)o->type);
+    sdm_errf(err, err_len, "unknown msgpack type %d", (int)o->type);
     return -1;
 }
 
@@ -295,14 +283,14 @@ static int val_f64(const val *v, double *out)
 static int parse_models(sdm_reply_t *r, const val *arr, char *err, size_t err_len)
 {
     if (arr->type != VAL_ARRAY) {
-        set_err(err, err_len, "models: not an array");
+        sdm_errf(err, err_len, "models: not an array");
         return -1;
     }
     if (!arr->len)
         return 0;
     r->models = calloc(arr->len, sizeof(sdm_model_info));
     if (!r->models) {
-        set_err(err, err_len, "out of memory");
+        sdm_errf(err, err_len, "out of memory");
         return -1;
     }
     for (size_t i = 0; i < arr->len; i++) {
@@ -323,7 +311,7 @@ static int parse_models(sdm_reply_t *r, const val *arr, char *err, size_t err_le
                           : !root || root->type != VAL_BIN || root->len != 32 ? "store_root"
                                                                               : NULL;
         if (bad) {
-            set_err(err, err_len, "models[%zu].%s: missing or of the wrong type", i, bad);
+            sdm_errf(err, err_len, "models[%zu].%s: missing or of the wrong type", i, bad);
             return -1;
         }
         sdm_model_info *mi = &r->models[i];
@@ -348,14 +336,14 @@ static int parse_scores(const val *arr, int with_shard, sdm_score_entry *out, co
     for (size_t j = 0; j < arr->len; j++) {
         const val *e = &arr->items[j];
         if (e->type != VAL_ARRAY || e->len != width) {
-            set_err(err, err_len, "queries[%zu].%s[%zu]: not an array of %zu", q, what, j, width);
+            sdm_errf(err, err_len, "queries[%zu].%s[%zu]: not an array of %zu", q, what, j, width);
             return -1;
         }
         const val *f = e->items;
         size_t c = with_shard ? 1 : 0;
         if ((with_shard && !val_is_str(&f[0])) || !val_is_str(&f[c]) ||
             val_f64(&f[c + 1], &out[j].score) != 0 || val_f64(&f[c + 2], &out[j].share) != 0) {
-            set_err(err, err_len, "queries[%zu].%s[%zu]: a field of the wrong type", q, what, j);
+            sdm_errf(err, err_len, "queries[%zu].%s[%zu]: a field of the wrong type", q, what, j);
             return -1;
         }
         out[j].shard = with_shard ? f[0].bytes : NULL;
@@ -372,7 +360,7 @@ static int parse_hits(const val *arr, sdm_hit_entry *out, const char *what, size
         const val *e = &arr->items[j];
         if (e->type != VAL_ARRAY || e->len != 3 || e->items[0].type != VAL_UINT ||
             !val_is_str(&e->items[1]) || val_f64(&e->items[2], &out[j].score) != 0) {
-            set_err(err, err_len, "queries[%zu].%s[%zu]: not [example_id, shard, score]", q, what,
+            sdm_errf(err, err_len, "queries[%zu].%s[%zu]: not [example_id, shard, score]", q, what,
                     j);
             return -1;
         }
@@ -385,7 +373,7 @@ static int parse_hits(const val *arr, sdm_hit_entry *out, const char *what, size
 static int parse_queries(sdm_reply_t *r, const val *arr, char *err, size_t err_len)
 {
     if (arr->type != VAL_ARRAY) {
-        set_err(err, err_len, "queries: not an array");
+        sdm_errf(err, err_len, "queries: not an array");
         return -1;
     }
     /* count everything first so that one allocation holds each kind of entry */
@@ -394,20 +382,20 @@ static int parse_queries(sdm_reply_t *r, const val *arr, char *err, size_t err_l
     for (size_t q = 0; q < arr->len; q++) {
         const val *qv = &arr->items[q];
         if (qv->type != VAL_MAP) {
-            set_err(err, err_len, "queries[%zu]: not a map", q);
+            sdm_errf(err, err_len, "queries[%zu]: not a map", q);
             return -1;
         }
         for (int l = 0; l < 4; l++) {
             const val *a = map_get(qv, lists[l]);
             if (!a || a->type != VAL_ARRAY) {
-                set_err(err, err_len, "queries[%zu].%s: missing or not an array", q, lists[l]);
+                sdm_errf(err, err_len, "queries[%zu].%s: missing or not an array", q, lists[l]);
                 return -1;
             }
             *(l < 2 ? &n_scores : &n_hits) += a->len;
         }
         const val *id = map_get(qv, "id");
         if (!id || (id->type != VAL_UINT && !val_is_str(id))) {
-            set_err(err, err_len, "queries[%zu].id: missing or not an integer or string", q);
+            sdm_errf(err, err_len, "queries[%zu].id: missing or not an integer or string", q);
             return -1;
         }
     }
@@ -418,7 +406,7 @@ static int parse_queries(sdm_reply_t *r, const val *arr, char *err, size_t err_l
     r->scores = calloc(n_scores ? n_scores : 1, sizeof(sdm_score_entry));
     r->hits = calloc(n_hits ? n_hits : 1, sizeof(sdm_hit_entry));
     if (!r->queries || !r->query_ids || !r->scores || !r->hits) {
-        set_err(err, err_len, "out of memory");
+        sdm_errf(err, err_len, "out of memory");
         return -1;
     }
     r->n_queries = arr->len;
@@ -433,7 +421,7 @@ static int parse_queries(sdm_reply_t *r, const val *arr, char *err, size_t err_l
             snprintf(buf, sizeof(buf), "%" PRIu64, id->u);
             r->query_ids[q] = copy_bytes(buf, strlen(buf));
             if (!r->query_ids[q]) {
-                set_err(err, err_len, "out of memory");
+                sdm_errf(err, err_len, "out of memory");
                 return -1;
             }
             qr->id = r->query_ids[q];
@@ -608,17 +596,17 @@ sdm_reply_t *sdm_reply_parse(const uint8_t *buf, size_t len, char *err, size_t e
     sdm_wire_error werr;
     memset(&werr, 0, sizeof(werr));
     if (!buf || !len) {
-        set_err(err, err_len, "empty message");
+        sdm_errf(err, err_len, "empty message");
         return NULL;
     }
     if (sdm_wire_precheck(buf, len, &lim, &werr) != SDM_WIRE_OK) {
-        set_err(err, err_len, "%s", werr.message);
+        sdm_errf(err, err_len, "%s", werr.message);
         return NULL;
     }
     sdm_reply_t *r = calloc(1, sizeof(*r));
     if (!r || !(r->raw = malloc(len))) {
         free(r);
-        set_err(err, err_len, "out of memory");
+        sdm_errf(err, err_len, "out of memory");
         return NULL;
     }
     memcpy(r->raw, buf, len);
@@ -630,13 +618,13 @@ sdm_reply_t *sdm_reply_parse(const uint8_t *buf, size_t len, char *err, size_t e
     msgpack_unpack_return ret = msgpack_unpack_next(&up, (const char *)r->raw, len, &off);
     if (ret != MSGPACK_UNPACK_SUCCESS || off != len) {
         /* the pre-check passed, so this is msgpack-c running out of memory or disagreeing */
-        set_err(err, err_len, "msgpack could not unpack the message (%d)", (int)ret);
+        sdm_errf(err, err_len, "msgpack could not unpack the message (%d)", (int)ret);
         msgpack_unpacked_destroy(&up);
         sdm_reply_destroy(&r);
         return NULL;
     }
     if (up.data.type != MSGPACK_OBJECT_MAP) {
-        set_err(err, err_len, "not a map");
+        sdm_errf(err, err_len, "not a map");
         msgpack_unpacked_destroy(&up);
         sdm_reply_destroy(&r);
         return NULL;
@@ -1006,17 +994,17 @@ sdm_client_status sdm_client_open_envelope(const uint8_t *env, size_t env_len, s
     memset(&werr, 0, sizeof(werr));
     sdm_wire_code code = sdm_envelope_open(env, env_len, &b, &b_len, key, &werr);
     if (code == SDM_WIRE_UNAUTHORIZED) {
-        set_err(err, err_len, "%s", werr.message[0] ? werr.message : "bad signature");
+        sdm_errf(err, err_len, "%s", werr.message[0] ? werr.message : "bad signature");
         return SDM_CLIENT_UNAUTHORIZED;
     }
     if (code != SDM_WIRE_OK) {
-        set_err(err, err_len, "%s", werr.message[0] ? werr.message : "malformed envelope");
+        sdm_errf(err, err_len, "%s", werr.message[0] ? werr.message : "malformed envelope");
         return SDM_CLIENT_BAD_REPLY;
     }
     char perr[256];
     *body = sdm_reply_parse(b, b_len, perr, sizeof(perr));
     if (!*body) {
-        set_err(err, err_len, "body: %s", perr);
+        sdm_errf(err, err_len, "body: %s", perr);
         return SDM_CLIENT_BAD_REPLY;
     }
     return SDM_CLIENT_OK;
@@ -1078,7 +1066,7 @@ static int client_connect(sdm_client_t *c, char *err, size_t err_len)
 {
     c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
     if (!c->sock) {
-        set_err(err, err_len, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+        sdm_errf(err, err_len, "zmq_socket: %s", zmq_strerror(zmq_errno()));
         return -1;
     }
     int linger = 0;
@@ -1098,13 +1086,13 @@ static int client_connect(sdm_client_t *c, char *err, size_t err_len)
               zmq_setsockopt(c->sock, ZMQ_CURVE_SECRETKEY, c->secret_key, Z85_KEY_LEN) != 0))
         what = "CURVE keys";
     if (what) {
-        set_err(err, err_len, "setting %s: %s", what, zmq_strerror(zmq_errno()));
+        sdm_errf(err, err_len, "setting %s: %s", what, zmq_strerror(zmq_errno()));
         zmq_close(c->sock);
         c->sock = NULL;
         return -1;
     }
     if (zmq_connect(c->sock, c->endpoint) != 0) {
-        set_err(err, err_len, "endpoint '%s': %s", c->endpoint, zmq_strerror(zmq_errno()));
+        sdm_errf(err, err_len, "endpoint '%s': %s", c->endpoint, zmq_strerror(zmq_errno()));
         zmq_close(c->sock);
         c->sock = NULL;
         return -1;
@@ -1132,23 +1120,23 @@ sdm_client_t *sdm_client_new(const char *endpoint, const sdm_client_opts *opts, 
                              size_t err_len)
 {
     if (!endpoint || !*endpoint) {
-        set_err(err, err_len, "endpoint: empty");
+        sdm_errf(err, err_len, "endpoint: empty");
         return NULL;
     }
     sdm_client_opts o = {0};
     if (opts)
         o = *opts;
     if (o.timeout_ms < 0) {
-        set_err(err, err_len, "timeout_ms: %d is negative", o.timeout_ms);
+        sdm_errf(err, err_len, "timeout_ms: %d is negative", o.timeout_ms);
         return NULL;
     }
     if (o.max_reply_bytes < 0) {
-        set_err(err, err_len, "max_reply_bytes: negative");
+        sdm_errf(err, err_len, "max_reply_bytes: negative");
         return NULL;
     }
     int n_keys = !!o.server_key + !!o.public_key + !!o.secret_key;
     if (n_keys != 0 && n_keys != 3) {
-        set_err(err, err_len, "CURVE needs server_key, public_key and secret_key together");
+        sdm_errf(err, err_len, "CURVE needs server_key, public_key and secret_key together");
         return NULL;
     }
     if (n_keys == 3) {
@@ -1157,22 +1145,22 @@ sdm_client_t *sdm_client_new(const char *endpoint, const sdm_client_opts *opts, 
                           : !z85_key_ok(o.secret_key) ? "secret_key"
                                                       : NULL;
         if (bad) {
-            set_err(err, err_len, "%s: not a Z85 CURVE key (40 characters)", bad);
+            sdm_errf(err, err_len, "%s: not a Z85 CURVE key (40 characters)", bad);
             return NULL;
         }
         if (!zmq_has("curve")) {
-            set_err(err, err_len, "this libzmq was built without CURVE");
+            sdm_errf(err, err_len, "this libzmq was built without CURVE");
             return NULL;
         }
     }
     if (sdm_sodium_init() != 0) {
-        set_err(err, err_len, "libsodium failed to initialise");
+        sdm_errf(err, err_len, "libsodium failed to initialise");
         return NULL;
     }
     sdm_client_t *c = calloc(1, sizeof(*c));
     if (!c || !(c->endpoint = strdup(endpoint))) {
         free(c);
-        set_err(err, err_len, "out of memory");
+        sdm_errf(err, err_len, "out of memory");
         return NULL;
     }
     c->timeout_ms = o.timeout_ms ? o.timeout_ms : CLIENT_DEFAULT_TIMEOUT_MS;
@@ -1184,7 +1172,7 @@ sdm_client_t *sdm_client_new(const char *endpoint, const sdm_client_opts *opts, 
         memcpy(c->public_key, o.public_key, Z85_KEY_LEN + 1);
         c->secret_key = sodium_malloc(Z85_KEY_LEN + 1);
         if (!c->secret_key) {
-            set_err(err, err_len, "out of memory");
+            sdm_errf(err, err_len, "out of memory");
             sdm_client_destroy(&c);
             return NULL;
         }
@@ -1192,7 +1180,7 @@ sdm_client_t *sdm_client_new(const char *endpoint, const sdm_client_opts *opts, 
     }
     c->ctx = zmq_ctx_new();
     if (!c->ctx) {
-        set_err(err, err_len, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
+        sdm_errf(err, err_len, "zmq_ctx_new: %s", zmq_strerror(zmq_errno()));
         sdm_client_destroy(&c);
         return NULL;
     }

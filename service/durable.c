@@ -8,6 +8,7 @@
  * are missing or the wrong size is damage, never silently dropped: the store refuses to open.
  */
 #include "durable.h"
+#include "errmsg.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -76,17 +77,6 @@ struct sdm_durable {
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t err_len,
-                                                          const char *fmt, ...)
-{
-    if (!err || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
-
 /* u64 values (seed, input_dim, n, batch, issued_at, created_at) live in INTEGER columns as
  * the int64 with the same 64 bits: a seed >= 2^63 reads back as a negative number in the
  * sqlite3 shell but round-trips exactly here. */
@@ -120,7 +110,7 @@ __attribute__((format(printf, 5, 6))) static int path_fmt(char *out, size_t out_
     int n = vsnprintf(out, out_len, fmt, ap);
     va_end(ap);
     if (n < 0 || (size_t)n >= out_len) {
-        set_err(err, err_len, "path too long (%d bytes, at most %zu)", n, out_len - 1);
+        sdm_errf(err, err_len, "path too long (%d bytes, at most %zu)", n, out_len - 1);
         return -1;
     }
     return 0;
@@ -135,12 +125,12 @@ static int make_dir(const char *path, int *made, char *err, size_t err_len)
         return 0;
     }
     if (errno != EEXIST) {
-        set_err(err, err_len, "%s: cannot create directory: %s", path, strerror(errno));
+        sdm_errf(err, err_len, "%s: cannot create directory: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        set_err(err, err_len, "%s: exists and is not a directory", path);
+        sdm_errf(err, err_len, "%s: exists and is not a directory", path);
         return -1;
     }
     return 0;
@@ -222,7 +212,7 @@ static int db_exec(sdm_durable_t *self, const char *sql, const char *what, char 
 {
     char *msg = NULL;
     if (sqlite3_exec(self->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        set_err(err, err_len, "sediment.db: %s: %s", what, msg ? msg : sqlite3_errmsg(self->db));
+        sdm_errf(err, err_len, "sediment.db: %s: %s", what, msg ? msg : sqlite3_errmsg(self->db));
         sqlite3_free(msg);
         return -1;
     }
@@ -238,7 +228,7 @@ static int db_int(sdm_durable_t *self, const char *sql, sqlite3_int64 *out, char
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
-        set_err(err, err_len, "sediment.db: %s: %s", sql, sqlite3_errmsg(self->db));
+        sdm_errf(err, err_len, "sediment.db: %s: %s", sql, sqlite3_errmsg(self->db));
         sqlite3_finalize(st);
         return -1;
     }
@@ -290,7 +280,7 @@ static int db_open(sdm_durable_t *self, char *err, size_t err_len)
         return -1;
     int rc = sqlite3_open_v2(path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
     if (rc != SQLITE_OK) {
-        set_err(err, err_len, "%s: %s", path,
+        sdm_errf(err, err_len, "%s: %s", path,
                 self->db ? sqlite3_errmsg(self->db) : sqlite3_errstr(rc));
         return -1;
     }
@@ -302,7 +292,7 @@ static int db_open(sdm_durable_t *self, char *err, size_t err_len)
         sqlite3_step(st) == SQLITE_ROW)
         mode = (const char *)sqlite3_column_text(st, 0);
     if (!mode || strcmp(mode, "wal") != 0) {
-        set_err(err, err_len, "sediment.db: cannot switch to WAL journal mode (%s)",
+        sdm_errf(err, err_len, "sediment.db: cannot switch to WAL journal mode (%s)",
                 mode ? mode : sqlite3_errmsg(self->db));
         sqlite3_finalize(st);
         return -1;
@@ -318,7 +308,7 @@ static int db_open(sdm_durable_t *self, char *err, size_t err_len)
         return -1;
     if (version == 0) {
         if (tables != 0 || app_id != 0) {
-            set_err(err, err_len,
+            sdm_errf(err, err_len,
                     "sediment.db: not a sediment store (user_version 0, %lld schema objects, "
                     "application_id %lld)",
                     (long long)tables, (long long)app_id);
@@ -331,18 +321,18 @@ static int db_open(sdm_durable_t *self, char *err, size_t err_len)
         }
         /* the database and its WAL are new entries in the data dir */
         if (sdm_fsync_dir(self->dir) != 0) {
-            set_err(err, err_len, "%s: fsync: %s", self->dir, strerror(errno));
+            sdm_errf(err, err_len, "%s: fsync: %s", self->dir, strerror(errno));
             return -1;
         }
         return 0;
     }
     if (version != SCHEMA_VERSION) {
-        set_err(err, err_len, "sediment.db: schema version %lld, this build reads version %d",
+        sdm_errf(err, err_len, "sediment.db: schema version %lld, this build reads version %d",
                 (long long)version, SCHEMA_VERSION);
         return -1;
     }
     if (app_id != APPLICATION_ID) {
-        set_err(err, err_len, "sediment.db: application_id %lld is not sediment's (%d)",
+        sdm_errf(err, err_len, "sediment.db: application_id %lld is not sediment's (%d)",
                 (long long)app_id, APPLICATION_ID);
         return -1;
     }
@@ -365,7 +355,7 @@ static int db_prepare(sdm_durable_t *self, char *err, size_t err_len)
     for (int i = 0; i < 3; i++) {
         if (sqlite3_prepare_v3(self->db, sql[i], -1, SQLITE_PREPARE_PERSISTENT, out[i], NULL) !=
             SQLITE_OK) {
-            set_err(err, err_len, "sediment.db: preparing \"%.40s...\": %s", sql[i],
+            sdm_errf(err, err_len, "sediment.db: preparing \"%.40s...\": %s", sql[i],
                     sqlite3_errmsg(self->db));
             return -1;
         }
@@ -407,7 +397,7 @@ static int load_models(sdm_durable_t *self, char *err, size_t err_len)
                            "SELECT idx, name, dir, kind, input_dim, dim, s, seed FROM models"
                            " ORDER BY idx",
                            -1, &st, NULL) != SQLITE_OK) {
-        set_err(err, err_len, "sediment.db: reading models: %s", sqlite3_errmsg(self->db));
+        sdm_errf(err, err_len, "sediment.db: reading models: %s", sqlite3_errmsg(self->db));
         return -1;
     }
     int rc;
@@ -422,20 +412,20 @@ static int load_models(sdm_durable_t *self, char *err, size_t err_len)
         p.seed = u64_from_db(sqlite3_column_int64(st, 7));
         char want_dir[32 + SAFE_NAME_MAX];
         if (!name || !dir || !kind) {
-            set_err(err, err_len, "sediment.db: model %" PRId64 ": name, dir or kind is NULL", idx);
+            sdm_errf(err, err_len, "sediment.db: model %" PRId64 ": name, dir or kind is NULL", idx);
             goto fail;
         }
         /* the directory name is derived, never trusted: a row naming "../x" would
          * otherwise steer orphan removal outside the store */
         model_dir_name(idx, name, want_dir, sizeof(want_dir));
         if (strcmp(dir, want_dir) != 0) {
-            set_err(err, err_len, "sediment.db: model '%s': dir '%s', expected '%s'", name, dir,
+            sdm_errf(err, err_len, "sediment.db: model '%s': dir '%s', expected '%s'", name, dir,
                     want_dir);
             goto fail;
         }
         if (sdm_proj_kind_parse(kind, &p.kind) != SDM_OK || dim <= 0 || dim > UINT32_MAX || s < 0 ||
             s > UINT32_MAX) {
-            set_err(err, err_len,
+            sdm_errf(err, err_len,
                     "sediment.db: model '%s': bad projection (kind '%s', dim %lld, "
                     "s %lld)",
                     name, kind, (long long)dim, (long long)s);
@@ -444,12 +434,12 @@ static int load_models(sdm_durable_t *self, char *err, size_t err_len)
         p.dim = (uint32_t)dim;
         p.s = (uint32_t)s;
         if (add_model(self, idx, name, dir, &p, 0)) {
-            set_err(err, err_len, "out of memory");
+            sdm_errf(err, err_len, "out of memory");
             goto fail;
         }
     }
     if (rc != SQLITE_DONE) {
-        set_err(err, err_len, "sediment.db: reading models: %s", sqlite3_errmsg(self->db));
+        sdm_errf(err, err_len, "sediment.db: reading models: %s", sqlite3_errmsg(self->db));
         goto fail;
     }
     sqlite3_finalize(st);
@@ -459,7 +449,7 @@ static int load_models(sdm_durable_t *self, char *err, size_t err_len)
                            "SELECT model_idx, count(*), max(batch) FROM batches"
                            " GROUP BY model_idx",
                            -1, &st, NULL) != SQLITE_OK) {
-        set_err(err, err_len, "sediment.db: counting batches: %s", sqlite3_errmsg(self->db));
+        sdm_errf(err, err_len, "sediment.db: counting batches: %s", sqlite3_errmsg(self->db));
         return -1;
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -471,11 +461,11 @@ static int load_models(sdm_durable_t *self, char *err, size_t err_len)
             if (self->models[i].idx == idx)
                 m = &self->models[i];
         if (!m) {
-            set_err(err, err_len, "sediment.db: batches of an unknown model %" PRId64, idx);
+            sdm_errf(err, err_len, "sediment.db: batches of an unknown model %" PRId64, idx);
             goto fail;
         }
         if (max + 1 != count) {
-            set_err(err, err_len,
+            sdm_errf(err, err_len,
                     "sediment.db: model '%s': %" PRIu64 " batches numbered up to %" PRIu64
                     " (a gap)",
                     m->name, count, max);
@@ -484,7 +474,7 @@ static int load_models(sdm_durable_t *self, char *err, size_t err_len)
         m->count = count;
     }
     if (rc != SQLITE_DONE) {
-        set_err(err, err_len, "sediment.db: counting batches: %s", sqlite3_errmsg(self->db));
+        sdm_errf(err, err_len, "sediment.db: counting batches: %s", sqlite3_errmsg(self->db));
         goto fail;
     }
     sqlite3_finalize(st);
@@ -541,7 +531,7 @@ static int remove_orphans(const char *store_dir, const char *mdir, uint64_t coun
         return -1;
     DIR *d = opendir(path);
     if (!d) {
-        set_err(err, err_len, "models/%s: cannot open: %s", mdir, strerror(errno));
+        sdm_errf(err, err_len, "models/%s: cannot open: %s", mdir, strerror(errno));
         return -1;
     }
     int removed = 0, rc = 0;
@@ -554,7 +544,7 @@ static int remove_orphans(const char *store_dir, const char *mdir, uint64_t coun
         if (!orphan)
             continue;
         if (unlinkat(dirfd(d), e->d_name, 0) != 0 && errno != ENOENT) {
-            set_err(err, err_len, "models/%s/%s: cannot remove orphan: %s", mdir, e->d_name,
+            sdm_errf(err, err_len, "models/%s/%s: cannot remove orphan: %s", mdir, e->d_name,
                     strerror(errno));
             rc = -1;
             break;
@@ -562,7 +552,7 @@ static int remove_orphans(const char *store_dir, const char *mdir, uint64_t coun
         removed = 1;
     }
     if (removed && fsync(dirfd(d)) != 0 && rc == 0) {
-        set_err(err, err_len, "models/%s: fsync: %s", mdir, strerror(errno));
+        sdm_errf(err, err_len, "models/%s: fsync: %s", mdir, strerror(errno));
         rc = -1;
     }
     closedir(d);
@@ -580,16 +570,16 @@ static int check_file(const char *store_dir, const durable_model *m, uint64_t ba
         return -1;
     struct stat st;
     if (lstat(path, &st) != 0) {
-        set_err(err, err_len, "%s: %s; batch %" PRIu64 " of model '%s' is recorded", rel,
+        sdm_errf(err, err_len, "%s: %s; batch %" PRIu64 " of model '%s' is recorded", rel,
                 strerror(errno), batch, m->name);
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_err(err, err_len, "%s: not a regular file", rel);
+        sdm_errf(err, err_len, "%s: not a regular file", rel);
         return -1;
     }
     if ((uint64_t)st.st_size != size) {
-        set_err(err, err_len, "%s: %lld bytes, expected %" PRIu64, rel, (long long)st.st_size,
+        sdm_errf(err, err_len, "%s: %lld bytes, expected %" PRIu64, rel, (long long)st.st_size,
                 size);
         return -1;
     }
@@ -607,13 +597,13 @@ static int check_model(sdm_durable_t *self, durable_model *m, char *err, size_t 
     if (make_dir(path, &made, err, err_len))
         return -1;
     if (made && sdm_fsync_parent(path) != 0) {
-        set_err(err, err_len, "%s: fsync of the parent: %s", path, strerror(errno));
+        sdm_errf(err, err_len, "%s: fsync of the parent: %s", path, strerror(errno));
         return -1;
     }
 
     uint8_t *want = calloc(m->count ? m->count : 1, 1);
     if (!want) {
-        set_err(err, err_len, "out of memory");
+        sdm_errf(err, err_len, "out of memory");
         return -1;
     }
     sqlite3_stmt *st = NULL;
@@ -622,7 +612,7 @@ static int check_model(sdm_durable_t *self, durable_model *m, char *err, size_t 
                                 " FROM batches WHERE model_idx = ? ORDER BY batch",
                                 -1, &st, NULL);
     if (rc != SQLITE_OK) {
-        set_err(err, err_len, "sediment.db: reading batches: %s", sqlite3_errmsg(self->db));
+        sdm_errf(err, err_len, "sediment.db: reading batches: %s", sqlite3_errmsg(self->db));
         goto fail;
     }
     sqlite3_bind_int64(st, 1, m->idx);
@@ -636,7 +626,7 @@ static int check_model(sdm_durable_t *self, durable_model *m, char *err, size_t 
         sqlite3_int64 fbytes = sqlite3_column_int64(st, 5);
         uint64_t sizes[F_KINDS];
         if (b != expect_batch || b >= m->count) {
-            set_err(err, err_len,
+            sdm_errf(err, err_len,
                     "sediment.db: model '%s': batch %" PRIu64 " where %" PRIu64 " was expected",
                     m->name, b, expect_batch);
             goto fail;
@@ -646,7 +636,7 @@ static int check_model(sdm_durable_t *self, durable_model *m, char *err, size_t 
         for (int kind = 0; kind < F_KINDS && !bad; kind++)
             bad = npy_file_size(kind, n, (uint32_t)k, &sizes[kind]) != 0;
         if (bad || (uint64_t)fbytes != sizes[F_FEATURES]) {
-            set_err(err, err_len,
+            sdm_errf(err, err_len,
                     "sediment.db: model '%s' batch %" PRIu64 ": n %" PRIu64 ", k %lld and "
                     "features_bytes %lld do not agree (model dim %" PRIu32 ")",
                     m->name, b, n, (long long)k, (long long)fbytes, m->proj.dim);
@@ -656,11 +646,11 @@ static int check_model(sdm_durable_t *self, durable_model *m, char *err, size_t 
                             (has_weights ? 1u << F_WEIGHTS : 0));
     }
     if (rc != SQLITE_DONE) {
-        set_err(err, err_len, "sediment.db: reading batches: %s", sqlite3_errmsg(self->db));
+        sdm_errf(err, err_len, "sediment.db: reading batches: %s", sqlite3_errmsg(self->db));
         goto fail;
     }
     if (expect_batch != m->count) {
-        set_err(err, err_len, "sediment.db: model '%s': batches changed while opening", m->name);
+        sdm_errf(err, err_len, "sediment.db: model '%s': batches changed while opening", m->name);
         goto fail;
     }
     if (remove_orphans(self->dir, m->dir, m->count, want, err, err_len))
@@ -682,7 +672,7 @@ static int check_model(sdm_durable_t *self, durable_model *m, char *err, size_t 
         }
     }
     if (rc != SQLITE_DONE) {
-        set_err(err, err_len, "sediment.db: reading batches: %s", sqlite3_errmsg(self->db));
+        sdm_errf(err, err_len, "sediment.db: reading batches: %s", sqlite3_errmsg(self->db));
         goto fail;
     }
     sqlite3_finalize(st);
@@ -703,7 +693,7 @@ static int remove_unrecorded_dirs(sdm_durable_t *self, char *err, size_t err_len
         return -1;
     DIR *d = opendir(path);
     if (!d) {
-        set_err(err, err_len, "%s: cannot open: %s", path, strerror(errno));
+        sdm_errf(err, err_len, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     int removed = 0, rc = 0;
@@ -728,7 +718,7 @@ static int remove_unrecorded_dirs(sdm_durable_t *self, char *err, size_t err_len
             removed = 1;
     }
     if (removed && rc == 0 && fsync(dirfd(d)) != 0) {
-        set_err(err, err_len, "models: fsync: %s", strerror(errno));
+        sdm_errf(err, err_len, "models: fsync: %s", strerror(errno));
         rc = -1;
     }
     closedir(d);
@@ -740,13 +730,13 @@ static int remove_unrecorded_dirs(sdm_durable_t *self, char *err, size_t err_len
 sdm_durable_t *sdm_durable_open(const char *dir, char *err, size_t err_len)
 {
     if (!dir || !dir[0]) {
-        set_err(err, err_len, "data dir: empty path");
+        sdm_errf(err, err_len, "data dir: empty path");
         return NULL;
     }
     sdm_durable_t *self = calloc(1, sizeof(*self));
     if (!self || !(self->dir = strdup(dir))) {
         free(self);
-        set_err(err, err_len, "out of memory");
+        sdm_errf(err, err_len, "out of memory");
         return NULL;
     }
     self->lock_fd = -1;
@@ -756,7 +746,7 @@ sdm_durable_t *sdm_durable_open(const char *dir, char *err, size_t err_len)
     if (make_dir(dir, &made, err, err_len))
         goto fail;
     if (made && sdm_fsync_parent(dir) != 0) {
-        set_err(err, err_len, "%s: fsync of the parent: %s", dir, strerror(errno));
+        sdm_errf(err, err_len, "%s: fsync of the parent: %s", dir, strerror(errno));
         goto fail;
     }
     /* one process at a time: a second worker on the same dir would take the first one's
@@ -765,18 +755,18 @@ sdm_durable_t *sdm_durable_open(const char *dir, char *err, size_t err_len)
         goto fail;
     self->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (self->lock_fd < 0) {
-        set_err(err, err_len, "%s: %s", path, strerror(errno));
+        sdm_errf(err, err_len, "%s: %s", path, strerror(errno));
         goto fail;
     }
     if (flock(self->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        set_err(err, err_len, "%s: in use by another process (%s is locked)", dir, path);
+        sdm_errf(err, err_len, "%s: in use by another process (%s is locked)", dir, path);
         goto fail;
     }
     if (path_fmt(path, sizeof(path), err, err_len, "%s/models", dir) ||
         make_dir(path, &made, err, err_len))
         goto fail;
     if (made && sdm_fsync_dir(dir) != 0) {
-        set_err(err, err_len, "%s: fsync: %s", dir, strerror(errno));
+        sdm_errf(err, err_len, "%s: fsync: %s", dir, strerror(errno));
         goto fail;
     }
     if (db_open(self, err, err_len) || load_models(self, err, err_len))
@@ -828,22 +818,22 @@ int sdm_durable_put_model(sdm_durable_t *self, const char *model, const sdm_proj
 {
     char msg[200];
     if (!model || !model[0] || strlen(model) > MODEL_NAME_MAX) {
-        set_err(err, err_len, "model: name must be 1 to %d bytes", MODEL_NAME_MAX);
+        sdm_errf(err, err_len, "model: name must be 1 to %d bytes", MODEL_NAME_MAX);
         return -1;
     }
     if (!proj) {
-        set_err(err, err_len, "projection: missing");
+        sdm_errf(err, err_len, "projection: missing");
         return -1;
     }
     if (sdm_projection_check(proj, msg, sizeof(msg)) != SDM_OK) {
-        set_err(err, err_len, "%s", msg);
+        sdm_errf(err, err_len, "%s", msg);
         return -1;
     }
     durable_model *old = find_model(self, model);
     if (old) {
         if (same_projection(&old->proj, proj))
             return 0;
-        set_err(err, err_len, "model '%s': already recorded with a different projection", model);
+        sdm_errf(err, err_len, "model '%s': already recorded with a different projection", model);
         return -1;
     }
 
@@ -859,7 +849,7 @@ int sdm_durable_put_model(sdm_durable_t *self, const char *model, const sdm_proj
     if (!made && remove_orphans(self->dir, mdir, 0, NULL, err, err_len))
         return -1;
     if (sdm_fsync_parent(path) != 0) {
-        set_err(err, err_len, "models: fsync: %s", strerror(errno));
+        sdm_errf(err, err_len, "models: fsync: %s", strerror(errno));
         goto fail;
     }
 
@@ -877,13 +867,13 @@ int sdm_durable_put_model(sdm_durable_t *self, const char *model, const sdm_proj
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_DONE) {
-        set_err(err, err_len, "sediment.db: recording model '%s': %s", model,
+        sdm_errf(err, err_len, "sediment.db: recording model '%s': %s", model,
                 sqlite3_errmsg(self->db));
         goto fail;
     }
     if (add_model(self, idx, model, mdir, proj, 0)) {
         /* recorded on disk; the next open will see it */
-        set_err(err, err_len, "out of memory after recording model '%s'", model);
+        sdm_errf(err, err_len, "out of memory after recording model '%s'", model);
         return -1;
     }
     return 0;
@@ -906,67 +896,67 @@ static int check_batch(const sdm_durable_t *self, const sdm_durable_batch *b, du
 {
     const sdm_leaf_fields *f = &b->leaf_fields;
     if (!b->model) {
-        set_err(err, err_len, "model: missing");
+        sdm_errf(err, err_len, "model: missing");
         return -1;
     }
     durable_model *m = find_model(self, b->model);
     if (!m) {
-        set_err(err, err_len, "model: unknown model '%s'", b->model);
+        sdm_errf(err, err_len, "model: unknown model '%s'", b->model);
         return -1;
     }
     if (f->model && strcmp(f->model, b->model) != 0) {
-        set_err(err, err_len, "leaf_fields.model: '%s' is not the batch's model '%s'", f->model,
+        sdm_errf(err, err_len, "leaf_fields.model: '%s' is not the batch's model '%s'", f->model,
                 b->model);
         return -1;
     }
     if (b->batch != m->count) {
-        set_err(err, err_len, "batch: %" PRIu64 " is not model '%s''s next batch number %" PRIu64,
+        sdm_errf(err, err_len, "batch: %" PRIu64 " is not model '%s''s next batch number %" PRIu64,
                 b->batch, b->model, m->count);
         return -1;
     }
     if (!f->checkpoint || !f->checkpoint[0]) {
-        set_err(err, err_len, "leaf_fields.checkpoint: missing");
+        sdm_errf(err, err_len, "leaf_fields.checkpoint: missing");
         return -1;
     }
     if (!isfinite(f->lr)) {
-        set_err(err, err_len, "leaf_fields.lr: not finite");
+        sdm_errf(err, err_len, "leaf_fields.lr: not finite");
         return -1;
     }
     if (f->curvature) {
         if ((f->contributor && f->contributor[0]) || (f->shard && f->shard[0])) {
-            set_err(err, err_len,
+            sdm_errf(err, err_len,
                     "leaf_fields.contributor/shard: must be \"\" for a curvature "
                     "batch");
             return -1;
         }
         if (b->ids || b->weights) {
-            set_err(err, err_len, "%s: a curvature batch has none", b->ids ? "ids" : "weights");
+            sdm_errf(err, err_len, "%s: a curvature batch has none", b->ids ? "ids" : "weights");
             return -1;
         }
     } else {
         if (!f->contributor || !f->contributor[0] || !f->shard || !f->shard[0]) {
-            set_err(err, err_len, "leaf_fields.%s: missing",
+            sdm_errf(err, err_len, "leaf_fields.%s: missing",
                     !f->contributor || !f->contributor[0] ? "contributor" : "shard");
             return -1;
         }
         if (!b->ids && f->n > 0) {
-            set_err(err, err_len, "ids: missing for a training batch");
+            sdm_errf(err, err_len, "ids: missing for a training batch");
             return -1;
         }
     }
     if (b->k != m->proj.dim) {
-        set_err(err, err_len, "k: %" PRIu32 " is not model '%s''s dim %" PRIu32, b->k, b->model,
+        sdm_errf(err, err_len, "k: %" PRIu32 " is not model '%s''s dim %" PRIu32, b->k, b->model,
                 m->proj.dim);
         return -1;
     }
     if (!b->features && f->n > 0) {
-        set_err(err, err_len, "features: missing");
+        sdm_errf(err, err_len, "features: missing");
         return -1;
     }
     uint64_t size;
     if (f->n > (uint64_t)INT64_MAX || npy_file_size(F_FEATURES, f->n, b->k, &size) ||
         npy_file_size(F_IDS, f->n, b->k, &size)) {
-        set_err(err, err_len, "leaf_fields.n: %" PRIu64 " rows of %" PRIu32 " is too large", f->n,
+        sdm_errf(err, err_len, "leaf_fields.n: %" PRIu64 " rows of %" PRIu32 " is too large", f->n,
                 b->k);
         return -1;
     }
@@ -980,21 +970,21 @@ static int write_tmp(const char *tmp, const char *rel, const uint8_t *hdr, size_
 {
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
-        set_err(err, err_len, "%s.tmp: create: %s", rel, strerror(errno));
+        sdm_errf(err, err_len, "%s.tmp: create: %s", rel, strerror(errno));
         return -1;
     }
     if (sdm_write_all(fd, hdr, hdr_len) != 0 || sdm_write_all(fd, data, len) != 0) {
-        set_err(err, err_len, "%s.tmp: write: %s", rel, strerror(errno));
+        sdm_errf(err, err_len, "%s.tmp: write: %s", rel, strerror(errno));
         close(fd);
         return -1;
     }
     if (fsync(fd) != 0) {
-        set_err(err, err_len, "%s.tmp: fsync: %s", rel, strerror(errno));
+        sdm_errf(err, err_len, "%s.tmp: fsync: %s", rel, strerror(errno));
         close(fd);
         return -1;
     }
     if (close(fd) != 0) {
-        set_err(err, err_len, "%s.tmp: close: %s", rel, strerror(errno));
+        sdm_errf(err, err_len, "%s.tmp: close: %s", rel, strerror(errno));
         return -1;
     }
     return 0;
@@ -1004,7 +994,7 @@ int sdm_durable_append(sdm_durable_t *self, const sdm_durable_batch *b, char *er
 {
     durable_model *m = NULL;
     if (!self || !b) {
-        set_err(err, err_len, "batch: missing");
+        sdm_errf(err, err_len, "batch: missing");
         return -1;
     }
     if (check_batch(self, b, &m, err, err_len))
@@ -1041,12 +1031,12 @@ int sdm_durable_append(sdm_durable_t *self, const sdm_durable_batch *b, char *er
     /* 2. renamed into place, then the directory fsynced once so the names are durable */
     for (int kind = 0; kind < F_KINDS; kind++) {
         if (present[kind] && rename(tmp[kind], final[kind]) != 0) {
-            set_err(err, err_len, "%s: rename: %s", rel[kind], strerror(errno));
+            sdm_errf(err, err_len, "%s: rename: %s", rel[kind], strerror(errno));
             goto fail;
         }
     }
     if (sdm_fsync_dir(dir) != 0) {
-        set_err(err, err_len, "models/%s: fsync: %s", m->dir, strerror(errno));
+        sdm_errf(err, err_len, "models/%s: fsync: %s", m->dir, strerror(errno));
         goto fail;
     }
 
@@ -1072,7 +1062,7 @@ int sdm_durable_append(sdm_durable_t *self, const sdm_durable_batch *b, char *er
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
     if (rc != SQLITE_DONE) {
-        set_err(err, err_len, "sediment.db: recording batch %" PRIu64 " of model '%s': %s",
+        sdm_errf(err, err_len, "sediment.db: recording batch %" PRIu64 " of model '%s': %s",
                 b->batch, m->name, sqlite3_errmsg(self->db));
         if (!sqlite3_get_autocommit(self->db))
             sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
@@ -1110,24 +1100,24 @@ static const void *read_npy(sdm_durable_t *self, const durable_model *m, uint64_
         return NULL;
     uint64_t want;
     if (npy_file_size(kind, n, k, &want)) {
-        set_err(err, err_len, "%s: shape (%" PRIu64 ", %" PRIu32 ") is too large", rel, n, k);
+        sdm_errf(err, err_len, "%s: shape (%" PRIu64 ", %" PRIu32 ") is too large", rel, n, k);
         return NULL;
     }
     size_t hdr_len = npy_header(hdr, kind, n, k);
 
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, err_len, "%s: %s", rel, strerror(errno));
+        sdm_errf(err, err_len, "%s: %s", rel, strerror(errno));
         return NULL;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        set_err(err, err_len, "%s: fstat: %s", rel, strerror(errno));
+        sdm_errf(err, err_len, "%s: fstat: %s", rel, strerror(errno));
         close(fd);
         return NULL;
     }
     if ((uint64_t)st.st_size != want) {
-        set_err(err, err_len, "%s: %lld bytes, expected %" PRIu64, rel, (long long)st.st_size,
+        sdm_errf(err, err_len, "%s: %lld bytes, expected %" PRIu64, rel, (long long)st.st_size,
                 want);
         close(fd);
         return NULL;
@@ -1135,7 +1125,7 @@ static const void *read_npy(sdm_durable_t *self, const durable_model *m, uint64_
     if (self->buf_cap[kind] < want) {
         uint8_t *nb = realloc(self->buf[kind], want);
         if (!nb) {
-            set_err(err, err_len, "%s: out of memory for %" PRIu64 " bytes", rel, want);
+            sdm_errf(err, err_len, "%s: out of memory for %" PRIu64 " bytes", rel, want);
             close(fd);
             return NULL;
         }
@@ -1148,17 +1138,17 @@ static const void *read_npy(sdm_durable_t *self, const durable_model *m, uint64_
     int saved = errno;
     close(fd);
     if (rc != 0 || got != want) {
-        set_err(err, err_len, "%s: read: %s", rel,
+        sdm_errf(err, err_len, "%s: read: %s", rel,
                 rc ? strerror(saved) : "the file shrank while being read");
         return NULL;
     }
     /* hdr is what we would write: its first 6 bytes are the magic */
     if (memcmp(p, hdr, 6) != 0) {
-        set_err(err, err_len, "%s: not an .npy file (bad magic)", rel);
+        sdm_errf(err, err_len, "%s: not an .npy file (bad magic)", rel);
         return NULL;
     }
     if (p[6] != 1 || p[7] != 0) {
-        set_err(err, err_len, "%s: .npy version %u.%u, expected 1.0", rel, p[6], p[7]);
+        sdm_errf(err, err_len, "%s: .npy version %u.%u, expected 1.0", rel, p[6], p[7]);
         return NULL;
     }
     size_t file_hdr_len = 10 + ((size_t)p[8] | (size_t)p[9] << 8);
@@ -1167,7 +1157,7 @@ static const void *read_npy(sdm_durable_t *self, const durable_model *m, uint64_
         size_t shown = file_hdr_len < want ? file_hdr_len : (size_t)want;
         header_text(p + 10, shown - 10, got_text, sizeof(got_text));
         header_text(hdr + 10, hdr_len - 10, want_text, sizeof(want_text));
-        set_err(err, err_len, "%s: header %s, expected %s", rel, got_text, want_text);
+        sdm_errf(err, err_len, "%s: header %s, expected %s", rel, got_text, want_text);
         return NULL;
     }
     return p + hdr_len;
@@ -1218,7 +1208,7 @@ int sdm_durable_load(sdm_durable_t *self, sdm_durable_model_cb model_cb,
                 k != (sqlite3_int64)m->proj.dim || column_hash(st, 7, f->ids_digest) ||
                 column_hash(st, 8, f->data_digest) || column_hash(st, 9, f->weights_digest) ||
                 column_hash(st, 10, b.leaf)) {
-                set_err(err, err_len, "sediment.db: model '%s' batch %" PRIu64 ": bad row", m->name,
+                sdm_errf(err, err_len, "sediment.db: model '%s' batch %" PRIu64 ": bad row", m->name,
                         b.batch);
                 result = -1;
                 break;
@@ -1239,7 +1229,7 @@ int sdm_durable_load(sdm_durable_t *self, sdm_durable_model_cb model_cb,
                 break;
         }
         if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-            set_err(err, err_len, "sediment.db: reading batches of '%s': %s", m->name,
+            sdm_errf(err, err_len, "sediment.db: reading batches of '%s': %s", m->name,
                     sqlite3_errmsg(self->db));
             result = -1;
         }
@@ -1248,7 +1238,7 @@ int sdm_durable_load(sdm_durable_t *self, sdm_durable_model_cb model_cb,
         if (result)
             return result;
         if (expect != m->count) {
-            set_err(err, err_len, "sediment.db: model '%s': %" PRIu64 " batches, expected %" PRIu64,
+            sdm_errf(err, err_len, "sediment.db: model '%s': %" PRIu64 " batches, expected %" PRIu64,
                     m->name, expect, m->count);
             return -1;
         }

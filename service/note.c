@@ -1,5 +1,6 @@
 /* note.c - C2SP tlog-checkpoints and Ed25519 signed-notes: formatting, signing, strict parsing. */
 #include "note.h"
+#include "errmsg.h"
 
 #include <inttypes.h>
 #include <sodium.h>
@@ -13,19 +14,6 @@
 #define SIG_BLOB_LEN (SDM_NOTE_KEYID_LEN + SDM_SIG_LEN)
 /* Go's note package refuses more signatures than this; so do we, to bound the work. */
 #define MAX_SIGNATURES 100
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (!err || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
 
 const char *sdm_note_status_str(sdm_note_status s)
 {
@@ -140,7 +128,7 @@ sdm_note_status sdm_checkpoint_parse(const char *text, size_t len, char **origin
 {
     *origin = NULL;
     if (memchr(text, '\0', len)) {
-        set_err(err, err_len, "checkpoint: contains a NUL byte");
+        sdm_errf(err, err_len, "checkpoint: contains a NUL byte");
         return SDM_NOTE_MALFORMED;
     }
     size_t pos = 0;
@@ -148,29 +136,29 @@ sdm_note_status sdm_checkpoint_parse(const char *text, size_t len, char **origin
     size_t n;
 
     if (next_line(text, len, &pos, &line, &n) != 0 || n == 0) {
-        set_err(err, err_len, "checkpoint origin: missing or empty line");
+        sdm_errf(err, err_len, "checkpoint origin: missing or empty line");
         return SDM_NOTE_MALFORMED;
     }
     const char *origin_line = line;
     size_t origin_len = n;
 
     if (next_line(text, len, &pos, &line, &n) != 0 || n == 0) {
-        set_err(err, err_len, "checkpoint size: missing line");
+        sdm_errf(err, err_len, "checkpoint size: missing line");
         return SDM_NOTE_MALFORMED;
     }
     if (n > 1 && line[0] == '0') {
-        set_err(err, err_len, "checkpoint size: leading zero");
+        sdm_errf(err, err_len, "checkpoint size: leading zero");
         return SDM_NOTE_MALFORMED;
     }
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++) {
         if (line[i] < '0' || line[i] > '9') {
-            set_err(err, err_len, "checkpoint size: not a decimal number");
+            sdm_errf(err, err_len, "checkpoint size: not a decimal number");
             return SDM_NOTE_MALFORMED;
         }
         unsigned d = (unsigned)(line[i] - '0');
         if (v > (UINT64_MAX - d) / 10) {
-            set_err(err, err_len, "checkpoint size: larger than 2^64-1");
+            sdm_errf(err, err_len, "checkpoint size: larger than 2^64-1");
             return SDM_NOTE_MALFORMED;
         }
         v = v * 10 + d;
@@ -178,14 +166,14 @@ sdm_note_status sdm_checkpoint_parse(const char *text, size_t len, char **origin
 
     uint8_t r[SDM_HASH_LEN];
     if (next_line(text, len, &pos, &line, &n) != 0 || b64_decode_exact(line, n, r, sizeof(r)) != 0) {
-        set_err(err, err_len, "checkpoint root hash: expected the base64 of 32 bytes");
+        sdm_errf(err, err_len, "checkpoint root hash: expected the base64 of 32 bytes");
         return SDM_NOTE_MALFORMED;
     }
 
     /* extension lines: opaque to us, but each must be a non-empty, terminated line */
     while (pos < len) {
         if (next_line(text, len, &pos, &line, &n) != 0 || n == 0) {
-            set_err(err, err_len, "checkpoint extension line: empty or missing newline");
+            sdm_errf(err, err_len, "checkpoint extension line: empty or missing newline");
             return SDM_NOTE_MALFORMED;
         }
     }
@@ -209,15 +197,15 @@ sdm_note_status sdm_note_sign(const sdm_keypair *kp, const char *name, const cha
 {
     *note = NULL;
     if (!sdm_note_name_valid(name)) {
-        set_err(err, err_len, "note key name: empty, too long, or holds a space or '+'");
+        sdm_errf(err, err_len, "note key name: empty, too long, or holds a space or '+'");
         return SDM_NOTE_MALFORMED;
     }
     if (text_len == 0 || text[text_len - 1] != '\n' || memchr(text, '\0', text_len)) {
-        set_err(err, err_len, "note text: must be non-empty, end with a newline, hold no NUL");
+        sdm_errf(err, err_len, "note text: must be non-empty, end with a newline, hold no NUL");
         return SDM_NOTE_MALFORMED;
     }
     if (sdm_sodium_init() != 0) {
-        set_err(err, err_len, "note: libsodium failed to initialise");
+        sdm_errf(err, err_len, "note: libsodium failed to initialise");
         return SDM_NOTE_NOMEM;
     }
     uint8_t blob[SIG_BLOB_LEN];
@@ -231,7 +219,7 @@ sdm_note_status sdm_note_sign(const sdm_keypair *kp, const char *name, const cha
     size_t total = text_len + 1 + EM_DASH_SP_LEN + name_len + 1 + b64_len + 1;
     char *out = malloc(total + 1);
     if (!out) {
-        set_err(err, err_len, "note: out of memory");
+        sdm_errf(err, err_len, "note: out of memory");
         return SDM_NOTE_NOMEM;
     }
     char *p = out;
@@ -278,12 +266,12 @@ sdm_note_status sdm_note_verifier_parse(const char *vkey, sdm_note_verifier *v, 
     const char *plus1 = strchr(vkey, '+');
     const char *plus2 = plus1 ? strchr(plus1 + 1, '+') : NULL;
     if (!plus2) {
-        set_err(err, err_len, "verifier key: expected <name>+<keyid>+<key>");
+        sdm_errf(err, err_len, "verifier key: expected <name>+<keyid>+<key>");
         return SDM_NOTE_MALFORMED;
     }
     size_t name_len = (size_t)(plus1 - vkey);
     if (name_len == 0 || name_len > SDM_NOTE_NAME_MAX) {
-        set_err(err, err_len, "verifier key name: empty or longer than %d bytes",
+        sdm_errf(err, err_len, "verifier key name: empty or longer than %d bytes",
                 SDM_NOTE_NAME_MAX);
         return SDM_NOTE_MALFORMED;
     }
@@ -291,34 +279,34 @@ sdm_note_status sdm_note_verifier_parse(const char *vkey, sdm_note_verifier *v, 
     memcpy(out.name, vkey, name_len);
     out.name[name_len] = '\0';
     if (!sdm_note_name_valid(out.name)) {
-        set_err(err, err_len, "verifier key name: holds a space or control character");
+        sdm_errf(err, err_len, "verifier key name: holds a space or control character");
         return SDM_NOTE_MALFORMED;
     }
     char hex[2 * SDM_NOTE_KEYID_LEN + 1];
     if (plus2 - plus1 - 1 != 2 * SDM_NOTE_KEYID_LEN) {
-        set_err(err, err_len, "verifier key id: expected 8 hex digits");
+        sdm_errf(err, err_len, "verifier key id: expected 8 hex digits");
         return SDM_NOTE_MALFORMED;
     }
     memcpy(hex, plus1 + 1, 2 * SDM_NOTE_KEYID_LEN);
     hex[2 * SDM_NOTE_KEYID_LEN] = '\0';
     if (sdm_unhex(hex, out.keyid, SDM_NOTE_KEYID_LEN) != 0) {
-        set_err(err, err_len, "verifier key id: expected 8 hex digits");
+        sdm_errf(err, err_len, "verifier key id: expected 8 hex digits");
         return SDM_NOTE_MALFORMED;
     }
     uint8_t alg_pk[1 + SDM_PK_LEN];
     if (b64_decode_exact(plus2 + 1, strlen(plus2 + 1), alg_pk, sizeof(alg_pk)) != 0) {
-        set_err(err, err_len, "verifier key: expected the base64 of 33 bytes (alg, key)");
+        sdm_errf(err, err_len, "verifier key: expected the base64 of 33 bytes (alg, key)");
         return SDM_NOTE_MALFORMED;
     }
     if (alg_pk[0] != SDM_NOTE_ALG_ED25519) {
-        set_err(err, err_len, "verifier key algorithm: %u is not Ed25519 (1)", alg_pk[0]);
+        sdm_errf(err, err_len, "verifier key algorithm: %u is not Ed25519 (1)", alg_pk[0]);
         return SDM_NOTE_MALFORMED;
     }
     memcpy(out.pk, alg_pk + 1, SDM_PK_LEN);
     uint8_t want[SDM_NOTE_KEYID_LEN];
     sdm_note_keyid(out.name, out.pk, want);
     if (memcmp(want, out.keyid, SDM_NOTE_KEYID_LEN) != 0) {
-        set_err(err, err_len, "verifier key id: does not match the name and key");
+        sdm_errf(err, err_len, "verifier key id: does not match the name and key");
         return SDM_NOTE_MALFORMED;
     }
     *v = out;
@@ -365,15 +353,15 @@ sdm_note_status sdm_note_verify(const char *note, size_t len, const sdm_note_ver
                                 size_t n_keys, size_t *text_len, char *err, size_t err_len)
 {
     if (sdm_sodium_init() != 0) {
-        set_err(err, err_len, "note: libsodium failed to initialise");
+        sdm_errf(err, err_len, "note: libsodium failed to initialise");
         return SDM_NOTE_NOMEM;
     }
     if (len == 0 || note[len - 1] != '\n') {
-        set_err(err, err_len, "note: does not end with a newline");
+        sdm_errf(err, err_len, "note: does not end with a newline");
         return SDM_NOTE_MALFORMED;
     }
     if (memchr(note, '\0', len) || !utf8_valid((const unsigned char *)note, len)) {
-        set_err(err, err_len, "note: not valid UTF-8 text");
+        sdm_errf(err, err_len, "note: not valid UTF-8 text");
         return SDM_NOTE_MALFORMED;
     }
     /* the text ends at the last blank line: signature lines are never empty */
@@ -387,11 +375,11 @@ sdm_note_status sdm_note_verify(const char *note, size_t len, const sdm_note_ver
         }
     }
     if (!found) {
-        set_err(err, err_len, "note: no blank line before the signatures");
+        sdm_errf(err, err_len, "note: no blank line before the signatures");
         return SDM_NOTE_MALFORMED;
     }
     if (split + 1 >= len) {
-        set_err(err, err_len, "note signatures: none");
+        sdm_errf(err, err_len, "note signatures: none");
         return SDM_NOTE_MALFORMED;
     }
 
@@ -411,17 +399,17 @@ sdm_note_status sdm_note_verify(const char *note, size_t len, const sdm_note_ver
             break; /* cannot happen: the note ends with a newline */
         n_sigs++;
         if (n_sigs > MAX_SIGNATURES) {
-            set_err(err, err_len, "note signatures: more than %d", MAX_SIGNATURES);
+            sdm_errf(err, err_len, "note signatures: more than %d", MAX_SIGNATURES);
             return SDM_NOTE_MALFORMED;
         }
         if (n < EM_DASH_SP_LEN || memcmp(line, EM_DASH_SP, EM_DASH_SP_LEN) != 0) {
-            set_err(err, err_len, "note signature line %d: does not start with \"— \"", n_sigs);
+            sdm_errf(err, err_len, "note signature line %d: does not start with \"— \"", n_sigs);
             return SDM_NOTE_MALFORMED;
         }
         const char *name = line + EM_DASH_SP_LEN;
         const char *sp = memchr(name, ' ', n - EM_DASH_SP_LEN);
         if (!sp) {
-            set_err(err, err_len, "note signature line %d: expected \"— <name> <signature>\"",
+            sdm_errf(err, err_len, "note signature line %d: expected \"— <name> <signature>\"",
                     n_sigs);
             return SDM_NOTE_MALFORMED;
         }
@@ -430,13 +418,13 @@ sdm_note_status sdm_note_verify(const char *note, size_t len, const sdm_note_ver
         size_t b64_len = (size_t)(line + n - b64);
         char name_buf[SDM_NOTE_NAME_MAX + 1];
         if (name_len == 0 || name_len > SDM_NOTE_NAME_MAX) {
-            set_err(err, err_len, "note signature line %d name: empty or too long", n_sigs);
+            sdm_errf(err, err_len, "note signature line %d name: empty or too long", n_sigs);
             return SDM_NOTE_MALFORMED;
         }
         memcpy(name_buf, name, name_len);
         name_buf[name_len] = '\0';
         if (!sdm_note_name_valid(name_buf)) {
-            set_err(err, err_len, "note signature line %d name: holds a space or '+'", n_sigs);
+            sdm_errf(err, err_len, "note signature line %d name: holds a space or '+'", n_sigs);
             return SDM_NOTE_MALFORMED;
         }
         /* other algorithms may carry longer signatures; the bound only caps the work */
@@ -445,14 +433,14 @@ sdm_note_status sdm_note_verify(const char *note, size_t len, const sdm_note_ver
         if (b64_len == 0 || b64_len > 4 * (sizeof(blob) / 3) ||
             b64_decode(b64, b64_len, blob, sizeof(blob), &blob_len) != 0 ||
             blob_len <= SDM_NOTE_KEYID_LEN) {
-            set_err(err, err_len, "note signature line %d signature: bad base64 or too short",
+            sdm_errf(err, err_len, "note signature line %d signature: bad base64 or too short",
                     n_sigs);
             return SDM_NOTE_MALFORMED;
         }
         for (size_t s = 0; s < n_seen; s++) {
             if (seen[s].name_len == name_len && memcmp(seen[s].name, name, name_len) == 0 &&
                 memcmp(seen[s].keyid, blob, SDM_NOTE_KEYID_LEN) == 0) {
-                set_err(err, err_len, "note signature line %d: a second signature by %s",
+                sdm_errf(err, err_len, "note signature line %d: a second signature by %s",
                         n_sigs, name_buf);
                 return SDM_NOTE_MALFORMED;
             }
@@ -469,14 +457,14 @@ sdm_note_status sdm_note_verify(const char *note, size_t len, const sdm_note_ver
             if (blob_len != SIG_BLOB_LEN ||
                 crypto_sign_verify_detached(blob + SDM_NOTE_KEYID_LEN, (const uint8_t *)note,
                                             split, keys[k].pk) != 0) {
-                set_err(err, err_len, "note signature by %s: does not verify", name_buf);
+                sdm_errf(err, err_len, "note signature by %s: does not verify", name_buf);
                 return SDM_NOTE_UNVERIFIED;
             }
             verified = 1;
         }
     }
     if (!verified) {
-        set_err(err, err_len, "note: no signature by a known key");
+        sdm_errf(err, err_len, "note: no signature by a known key");
         return SDM_NOTE_UNVERIFIED;
     }
     if (text_len)

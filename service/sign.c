@@ -7,6 +7,7 @@
  * be an envelope.
  */
 #include "sign.h"
+#include "errmsg.h"
 
 #include "sha256.h"
 
@@ -32,16 +33,6 @@ int sdm_sodium_init(void)
 {
     /* sodium_init is itself thread-safe and returns 1 when already done */
     return sodium_init() < 0 ? -1 : 0;
-}
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (!err || err_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
 }
 
 /* ---- hex ---------------------------------------------------------------------------------- */
@@ -184,27 +175,27 @@ static int strip_line(char *buf, size_t len, size_t digits)
 sdm_keypair *sdm_keypair_load(const char *path, char *err, size_t err_len)
 {
     if (sdm_sodium_init() != 0) {
-        set_err(err, err_len, "libsodium failed to initialise");
+        sdm_errf(err, err_len, "libsodium failed to initialise");
         return NULL;
     }
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-        set_err(err, err_len, "key file %s: %s", path, strerror(errno));
+        sdm_errf(err, err_len, "key file %s: %s", path, strerror(errno));
         return NULL;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        set_err(err, err_len, "key file %s: %s", path, strerror(errno));
+        sdm_errf(err, err_len, "key file %s: %s", path, strerror(errno));
         close(fd);
         return NULL;
     }
     if (!S_ISREG(st.st_mode)) {
-        set_err(err, err_len, "key file %s: not a regular file", path);
+        sdm_errf(err, err_len, "key file %s: not a regular file", path);
         close(fd);
         return NULL;
     }
     if (st.st_mode & 077) {
-        set_err(err, err_len,
+        sdm_errf(err, err_len,
                 "key file %s: mode %04o lets group or others read the secret key; it must be "
                 "0600 (chmod 600 %s)",
                 path, (unsigned)(st.st_mode & 07777), path);
@@ -215,17 +206,17 @@ sdm_keypair *sdm_keypair_load(const char *path, char *err, size_t err_len)
     char *text = sodium_malloc(KEY_HEX_LEN + 2);
     sdm_keypair *kp = keypair_alloc();
     if (!text || !kp) {
-        set_err(err, err_len, "key file %s: out of memory", path);
+        sdm_errf(err, err_len, "key file %s: out of memory", path);
         goto fail;
     }
     size_t len = 0;
     if (read_small(fd, text, KEY_HEX_LEN + 1, &len) != 0) {
-        set_err(err, err_len, "key file %s: %s", path,
+        sdm_errf(err, err_len, "key file %s: %s", path,
                 errno == EFBIG ? "longer than a key" : strerror(errno));
         goto fail;
     }
     if (strip_line(text, len, KEY_HEX_LEN) != 0 || sdm_unhex(text, kp->sk, SDM_SK_LEN) != 0) {
-        set_err(err, err_len, "key file %s: expected %d hex digits and a newline", path,
+        sdm_errf(err, err_len, "key file %s: expected %d hex digits and a newline", path,
                 KEY_HEX_LEN);
         goto fail;
     }
@@ -234,13 +225,13 @@ sdm_keypair *sdm_keypair_load(const char *path, char *err, size_t err_len)
     uint8_t derived[SDM_PK_LEN];
     uint8_t *scratch = sodium_malloc(SDM_SK_LEN);
     if (!scratch) {
-        set_err(err, err_len, "key file %s: out of memory", path);
+        sdm_errf(err, err_len, "key file %s: out of memory", path);
         goto fail;
     }
     crypto_sign_seed_keypair(derived, scratch, kp->sk);
     sodium_free(scratch);
     if (sodium_memcmp(derived, kp->sk + 32, SDM_PK_LEN) != 0) {
-        set_err(err, err_len,
+        sdm_errf(err, err_len,
                 "key file %s: the public half does not match the secret key "
                 "(the file is damaged)",
                 path);
@@ -305,20 +296,20 @@ static int check_pub(const char *pub_path, const char *dir, const uint8_t pk[SDM
                  sdm_unhex(text, have, SDM_PK_LEN) == 0 && memcmp(have, pk, SDM_PK_LEN) == 0;
         close(fd);
         if (!ok) {
-            set_err(err, err_len, "public key file %s does not hold the key file's public key",
+            sdm_errf(err, err_len, "public key file %s does not hold the key file's public key",
                     pub_path);
             return -1;
         }
         return 0;
     }
     if (errno != ENOENT) {
-        set_err(err, err_len, "public key file %s: %s", pub_path, strerror(errno));
+        sdm_errf(err, err_len, "public key file %s: %s", pub_path, strerror(errno));
         return -1;
     }
     sdm_hex(pk, SDM_PK_LEN, text);
     text[PUB_HEX_LEN] = '\n';
     if (write_file(pub_path, text, PUB_HEX_LEN + 1, 0644, 0) != 0 || sdm_fsync_dir(dir) != 0) {
-        set_err(err, err_len, "public key file %s: %s", pub_path, strerror(errno));
+        sdm_errf(err, err_len, "public key file %s: %s", pub_path, strerror(errno));
         return -1;
     }
     return 0;
@@ -328,25 +319,25 @@ sdm_keypair *sdm_keypair_load_or_create(const char *dir, const char *name, char 
                                         size_t err_len)
 {
     if (sdm_sodium_init() != 0) {
-        set_err(err, err_len, "libsodium failed to initialise");
+        sdm_errf(err, err_len, "libsodium failed to initialise");
         return NULL;
     }
     char path[PATH_MAX], pub_path[PATH_MAX];
     if (snprintf(path, sizeof(path), "%s/%s.key", dir, name) >= (int)sizeof(path) ||
         snprintf(pub_path, sizeof(pub_path), "%s/%s.pub", dir, name) >= (int)sizeof(pub_path)) {
-        set_err(err, err_len, "key file in %s: path too long", dir);
+        sdm_errf(err, err_len, "key file in %s: path too long", dir);
         return NULL;
     }
     struct stat st;
     if (lstat(path, &st) != 0) {
         if (errno != ENOENT) {
-            set_err(err, err_len, "key file %s: %s", path, strerror(errno));
+            sdm_errf(err, err_len, "key file %s: %s", path, strerror(errno));
             return NULL;
         }
         sdm_keypair *kp = keypair_alloc();
         char *text = sodium_malloc(KEY_HEX_LEN + 2);
         if (!kp || !text) {
-            set_err(err, err_len, "key file %s: out of memory", path);
+            sdm_errf(err, err_len, "key file %s: out of memory", path);
             if (text)
                 sodium_free(text);
             sdm_keypair_destroy(&kp);
@@ -360,11 +351,11 @@ sdm_keypair *sdm_keypair_load_or_create(const char *dir, const char *name, char 
         sodium_free(text);
         sdm_keypair_destroy(&kp);
         if (rc != 0 && e != EEXIST) {
-            set_err(err, err_len, "key file %s: %s", path, strerror(e));
+            sdm_errf(err, err_len, "key file %s: %s", path, strerror(e));
             return NULL;
         }
         if (sdm_fsync_dir(dir) != 0) {
-            set_err(err, err_len, "key file %s: fsync of %s: %s", path, dir, strerror(errno));
+            sdm_errf(err, err_len, "key file %s: fsync of %s: %s", path, dir, strerror(errno));
             return NULL;
         }
         /* EEXIST: another process made the key first; everyone uses that one. Either way
