@@ -517,21 +517,22 @@ static int as_number(const msgpack_object *o, double *out)
     }
 }
 
-/* A matrix {dtype, rows, cols, data}, exactly those keys, at least one row and column,
- * len(data) = rows x cols x size(dtype) checked without overflow. The data stays in the
- * frame. */
-static sdm_wire_code get_matrix(dec *d, const char *path, const msgpack_object *o, sdm_matrix *m,
-                                const uint8_t **bytes, size_t *n_bytes)
+/* The values of a map with a fixed set of keys: v[j] for keys[j] (NULL when absent; the
+ * first `required` keys must be there). Anything else, or a key twice, is bad_request;
+ * `shape` is the map's description for the message when o is not a map at all. */
+static sdm_wire_code get_fields(dec *d, const char *path, const char *shape,
+                                const msgpack_object *o, const char *const *keys, int n_keys,
+                                int required, const msgpack_object **v)
 {
-    static const char *const keys[4] = {"dtype", "rows", "cols", "data"};
-    const msgpack_object *v[4] = {NULL, NULL, NULL, NULL};
     char name[PRINTABLE_CAP];
     if (o->type != MSGPACK_OBJECT_MAP)
-        return bad(d, "%s: expected a map {dtype, rows, cols, data}", path);
+        return bad(d, "%s: expected a map %s", path, shape);
+    for (int j = 0; j < n_keys; j++)
+        v[j] = NULL;
     for (uint32_t i = 0; i < o->via.map.size; i++) {
         const msgpack_object *k = &o->via.map.ptr[i].key;
         int which = -1;
-        for (int j = 0; j < 4 && which < 0; j++)
+        for (int j = 0; j < n_keys && which < 0; j++)
             if (str_is(k, keys[j]))
                 which = j;
         if (which < 0) {
@@ -544,9 +545,23 @@ static sdm_wire_code get_matrix(dec *d, const char *path, const msgpack_object *
             return bad(d, "%s.%s: appears twice", path, keys[which]);
         v[which] = &o->via.map.ptr[i].val;
     }
-    for (int j = 0; j < 4; j++)
+    for (int j = 0; j < required; j++)
         if (!v[j])
             return bad(d, "%s.%s: missing", path, keys[j]);
+    return SDM_WIRE_OK;
+}
+
+/* A matrix {dtype, rows, cols, data}, exactly those keys, at least one row and column,
+ * len(data) = rows x cols x size(dtype) checked without overflow. The data stays in the
+ * frame. */
+static sdm_wire_code get_matrix(dec *d, const char *path, const msgpack_object *o, sdm_matrix *m,
+                                const uint8_t **bytes, size_t *n_bytes)
+{
+    static const char *const keys[4] = {"dtype", "rows", "cols", "data"};
+    const msgpack_object *v[4];
+    sdm_wire_code c = get_fields(d, path, "{dtype, rows, cols, data}", o, keys, 4, 4, v);
+    if (c != SDM_WIRE_OK)
+        return c;
     char word[8];
     if (!get_word(v[0], word, sizeof(word)) || sdm_dtype_parse(word, &m->dtype) != SDM_OK)
         return bad(d, "%s.dtype: must be f32, f16 or bf16", path);
@@ -603,7 +618,6 @@ static sdm_wire_code decode_register(dec *d, sdm_worker_request *r)
 {
     sdm_wire_code c;
     const msgpack_object *o;
-    char name[PRINTABLE_CAP];
     if ((c = need_name(d, F_MODEL, &r->model)) != SDM_WIRE_OK)
         return c;
     if (!(o = need(d, F_INPUT_DIM, &c)))
@@ -614,29 +628,11 @@ static sdm_wire_code decode_register(dec *d, sdm_worker_request *r)
         return bad(d, "input_dim: must be at least 1");
     if (!(o = need(d, F_PROJECTION, &c)))
         return c;
-    if (o->type != MSGPACK_OBJECT_MAP)
-        return bad(d, "projection: expected a map {kind, dim, seed, s?}");
     static const char *const keys[4] = {"kind", "dim", "seed", "s"};
-    const msgpack_object *v[4] = {NULL, NULL, NULL, NULL};
-    for (uint32_t i = 0; i < o->via.map.size; i++) {
-        const msgpack_object *k = &o->via.map.ptr[i].key;
-        int which = -1;
-        for (int j = 0; j < 4 && which < 0; j++)
-            if (str_is(k, keys[j]))
-                which = j;
-        if (which < 0) {
-            if (k->type != MSGPACK_OBJECT_STR)
-                return bad(d, "projection: key %u is not a string", i);
-            return bad(d, "projection.%s: unknown key",
-                       printable(name, sizeof(name), k->via.str.ptr, k->via.str.size));
-        }
-        if (v[which])
-            return bad(d, "projection.%s: appears twice", keys[which]);
-        v[which] = &o->via.map.ptr[i].val;
-    }
-    for (int j = 0; j < 3; j++)
-        if (!v[j])
-            return bad(d, "projection.%s: missing", keys[j]);
+    const msgpack_object *v[4];
+    if ((c = get_fields(d, "projection", "{kind, dim, seed, s?}", o, keys, 4, 3, v)) !=
+        SDM_WIRE_OK)
+        return c;
     char word[16];
     if (!get_word(v[0], word, sizeof(word)) ||
         sdm_proj_kind_parse(word, &r->projection.kind) != SDM_OK)
