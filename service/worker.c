@@ -38,13 +38,13 @@
 
 #include "durable.h"
 #include "merkle.h"
+#include "netsec.h"
 #include "sha256.h"
 #include "sign.h"
 #include "wire.h"
 
 #define INGEST 0
 #define COMPUTE 1
-#define MAX_ENVELOPE_FRAMES 4
 
 /* A batch acknowledged but not yet moved into the engine's store. */
 typedef struct pending_batch {
@@ -72,9 +72,7 @@ typedef struct wmodel {
 } wmodel;
 
 typedef struct job {
-    zmq_msg_t env[MAX_ENVELOPE_FRAMES]; /* routing id and delimiter frames */
-    int n_env;
-    zmq_msg_t payload;
+    sdm_net_request net; /* routing frames and the payload */
     sdm_worker_request req;
     int target;
     msgpack_sbuffer reply;
@@ -94,11 +92,7 @@ struct sdm_worker {
     int stop_pipe[2];
     volatile sig_atomic_t stop_requested;
 
-    void *zap;          /* REP on inproc://zeromq.zap.01 when CURVE is on */
-    pthread_t zap_thread;
-    int zap_started;
-    uint8_t (*allow)[32];
-    size_t n_allow;
+    sdm_zap_t *zap;     /* the allow-list handler when CURVE is on */
 
     sdm_engine_t *eng;        /* compute thread */
     sdm_engine_t *ingest_eng; /* ingest thread */
@@ -830,144 +824,6 @@ out:
     return NULL;
 }
 
-/* ---- ZAP (CURVE client admission) ---------------------------------------------------- */
-
-static void *zap_main(void *arg)
-{
-    sdm_worker_t *w = arg;
-    for (;;) {
-        zmq_msg_t f[7];
-        int n = 0, more = 1;
-        while (more) {
-            zmq_msg_t part;
-            zmq_msg_init(&part);
-            if (zmq_msg_recv(&part, w->zap, 0) < 0) {
-                zmq_msg_close(&part);
-                for (int i = 0; i < n; i++)
-                    zmq_msg_close(&f[i]);
-                if (zmq_errno() == EINTR)
-                    goto next;
-                return NULL; /* context terminated */
-            }
-            more = zmq_msg_more(&part);
-            if (n < 7)
-                f[n++] = part;
-            else
-                zmq_msg_close(&part);
-        }
-        {
-            /* version, request id, domain, address, identity, mechanism, credentials */
-            int allowed = 0;
-            if (n == 7 && zmq_msg_size(&f[6]) == 32 && zmq_msg_size(&f[5]) == 5 &&
-                memcmp(zmq_msg_data(&f[5]), "CURVE", 5) == 0)
-                for (size_t i = 0; i < w->n_allow && !allowed; i++)
-                    allowed = memcmp(w->allow[i], zmq_msg_data(&f[6]), 32) == 0;
-            const char *code = allowed ? "200" : "400";
-            const char *text = allowed ? "OK" : "client key not allowed";
-            zmq_send(w->zap, "1.0", 3, ZMQ_SNDMORE);
-            if (n >= 2)
-                zmq_send(w->zap, zmq_msg_data(&f[1]), zmq_msg_size(&f[1]), ZMQ_SNDMORE);
-            else
-                zmq_send(w->zap, "", 0, ZMQ_SNDMORE);
-            zmq_send(w->zap, code, 3, ZMQ_SNDMORE);
-            zmq_send(w->zap, text, strlen(text), ZMQ_SNDMORE);
-            zmq_send(w->zap, "", 0, ZMQ_SNDMORE);
-            zmq_send(w->zap, "", 0, 0);
-            for (int i = 0; i < n; i++)
-                zmq_msg_close(&f[i]);
-        }
-    next:;
-    }
-}
-
-/* Reads one CURVE key (Z85, 40 characters, or 64 hex digits) from a line. */
-static int parse_curve_key(const char *line, uint8_t out[32])
-{
-    size_t len = strlen(line);
-    if (len == 40)
-        return zmq_z85_decode(out, line) ? 0 : -1;
-    if (len == 64)
-        return sdm_unhex(line, out, 32);
-    return -1;
-}
-
-static int load_allow(sdm_worker_t *w, const char *path, char *err, size_t err_len)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, err_len, "--allow %s: %s", path, strerror(errno));
-        return -1;
-    }
-    char line[256];
-    int lineno = 0, rc = 0;
-    while (fgets(line, sizeof(line), f)) {
-        lineno++;
-        line[strcspn(line, "\r\n")] = 0;
-        char *s = line;
-        while (*s == ' ' || *s == '\t')
-            s++;
-        if (*s == 0 || *s == '#')
-            continue;
-        s[strcspn(s, " \t")] = 0;
-        uint8_t (*p)[32] = realloc(w->allow, (w->n_allow + 1) * sizeof(*p));
-        if (!p) {
-            rc = -1;
-            snprintf(err, err_len, "--allow: out of memory");
-            break;
-        }
-        w->allow = p;
-        if (parse_curve_key(s, w->allow[w->n_allow]) != 0) {
-            snprintf(err, err_len, "--allow %s:%d: not a CURVE public key (Z85 or hex)", path,
-                     lineno);
-            rc = -1;
-            break;
-        }
-        w->n_allow++;
-    }
-    fclose(f);
-    if (rc == 0 && w->n_allow == 0) {
-        snprintf(err, err_len, "--allow %s: no keys (nobody could connect)", path);
-        rc = -1;
-    }
-    return rc;
-}
-
-static int read_curve_secret(const char *path, uint8_t out[32], char *err, size_t err_len)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, err_len, "--curve-secret %s: %s", path, strerror(errno));
-        return -1;
-    }
-    char line[256] = "";
-    int rc = -1;
-    while (fgets(line, sizeof(line), f)) {
-        line[strcspn(line, "\r\n \t")] = 0;
-        if (line[0] == 0 || line[0] == '#')
-            continue;
-        rc = parse_curve_key(line, out);
-        break;
-    }
-    fclose(f);
-    sodium_memzero(line, sizeof(line));
-    if (rc != 0)
-        snprintf(err, err_len, "--curve-secret %s: no CURVE secret key (Z85 or hex) found",
-                 path);
-    return rc;
-}
-
-/* Loopback endpoints need no CURVE: tcp on 127.0.0.0/8, localhost or ::1, ipc, inproc. */
-static int is_local_endpoint(const char *ep)
-{
-    if (strncmp(ep, "ipc://", 6) == 0 || strncmp(ep, "inproc://", 9) == 0)
-        return 1;
-    if (strncmp(ep, "tcp://", 6) != 0)
-        return 0;
-    const char *h = ep + 6;
-    return strncmp(h, "127.", 4) == 0 || strncmp(h, "localhost:", 10) == 0 ||
-           strncmp(h, "[::1]:", 6) == 0;
-}
-
 /* ---- start-up: the store from disk --------------------------------------------------- */
 
 typedef struct load_ctx {
@@ -1054,7 +910,7 @@ sdm_worker_t *sdm_worker_new(const sdm_worker_opts *opts, char *err, size_t err_
     w->opts.curve_secret = dupstr(opts->curve_secret);
     w->opts.allow = dupstr(opts->allow);
 
-    if (!w->opts.curve_secret && !w->opts.insecure_bind && !is_local_endpoint(w->opts.listen)) {
+    if (!w->opts.curve_secret && !w->opts.insecure_bind && !sdm_net_is_local_endpoint(w->opts.listen)) {
         snprintf(err, err_len, "--listen %s: not a loopback address; give --curve-secret and "
                  "--allow, or --insecure-bind", w->opts.listen);
         goto fail;
@@ -1109,19 +965,15 @@ sdm_worker_t *sdm_worker_new(const sdm_worker_opts *opts, char *err, size_t err_
         goto fail;
     }
     if (w->opts.curve_secret) {
-        if (load_allow(w, w->opts.allow, err, err_len) != 0)
+        uint8_t (*allow)[32];
+        size_t n_allow;
+        if (sdm_net_load_allow(w->opts.allow, &allow, &n_allow, err, err_len) != 0)
             goto fail;
         /* the ZAP handler must be bound before the socket that relies on it */
-        w->zap = zmq_socket(w->ctx, ZMQ_REP);
-        if (!w->zap || zmq_bind(w->zap, "inproc://zeromq.zap.01") != 0) {
-            snprintf(err, err_len, "ZAP handler: %s", zmq_strerror(zmq_errno()));
+        w->zap = sdm_zap_start(w->ctx, (const uint8_t(*)[32])allow, n_allow, err, err_len);
+        free(allow);
+        if (!w->zap)
             goto fail;
-        }
-        if (pthread_create(&w->zap_thread, NULL, zap_main, w) != 0) {
-            snprintf(err, err_len, "ZAP handler: cannot start its thread");
-            goto fail;
-        }
-        w->zap_started = 1;
     }
     w->front = zmq_socket(w->ctx, ZMQ_ROUTER);
     w->replies = zmq_socket(w->ctx, ZMQ_PULL);
@@ -1131,18 +983,12 @@ sdm_worker_t *sdm_worker_new(const sdm_worker_opts *opts, char *err, size_t err_
         snprintf(err, err_len, "zmq_socket: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
-    int linger = 2000, one = 1;
+    int linger = 2000;
     zmq_setsockopt(w->front, ZMQ_LINGER, &linger, sizeof(linger));
     zmq_setsockopt(w->front, ZMQ_MAXMSGSIZE, &w->opts.max_msg, sizeof(w->opts.max_msg));
-    if (w->opts.curve_secret) {
-        uint8_t secret[32];
-        if (read_curve_secret(w->opts.curve_secret, secret, err, err_len) != 0)
-            goto fail;
-        zmq_setsockopt(w->front, ZMQ_CURVE_SERVER, &one, sizeof(one));
-        zmq_setsockopt(w->front, ZMQ_CURVE_SECRETKEY, secret, 32);
-        sodium_memzero(secret, sizeof(secret));
-        zmq_setsockopt(w->front, ZMQ_ZAP_DOMAIN, "sediment", 8);
-    }
+    if (w->opts.curve_secret &&
+        sdm_net_curve_server(w->front, w->opts.curve_secret, err, err_len) != 0)
+        goto fail;
     if (zmq_bind(w->replies, REPLY_EP) != 0 || zmq_bind(w->to_thread[0], thread_ep[0]) != 0 ||
         zmq_bind(w->to_thread[1], thread_ep[1]) != 0) {
         snprintf(err, err_len, "inproc bind: %s", zmq_strerror(zmq_errno()));
@@ -1189,9 +1035,7 @@ void sdm_worker_stop(sdm_worker_t *self)
 
 static void job_free(job *j)
 {
-    for (int i = 0; i < j->n_env; i++)
-        zmq_msg_close(&j->env[i]);
-    zmq_msg_close(&j->payload);
+    sdm_net_request_close(&j->net);
     sdm_worker_request_free(&j->req);
     msgpack_sbuffer_destroy(&j->reply);
     free(j);
@@ -1201,10 +1045,7 @@ static void job_free(job *j)
 static void send_reply(sdm_worker_t *w, job *j)
 {
     atomic_fetch_add(&w->requests, 1);
-    for (int i = 0; i < j->n_env; i++)
-        zmq_send(w->front, zmq_msg_data(&j->env[i]), zmq_msg_size(&j->env[i]), ZMQ_SNDMORE);
-    /* a peer that has gone away (EHOSTUNREACH) simply misses its reply */
-    zmq_send(w->front, j->reply.data ? j->reply.data : "", j->reply.size, 0);
+    sdm_net_reply(w->front, &j->net, j->reply.data, j->reply.size);
     job_free(j);
 }
 
@@ -1216,29 +1057,7 @@ static job *read_request(sdm_worker_t *w)
     if (!j)
         return NULL;
     msgpack_sbuffer_init(&j->reply);
-    zmq_msg_init(&j->payload);
-    int parts = 0, more = 1, bad = 0;
-    while (more) {
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        if (zmq_msg_recv(&part, w->front, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&part);
-            bad = 1;
-            break;
-        }
-        more = zmq_msg_more(&part);
-        parts++;
-        if (!more) {
-            zmq_msg_move(&j->payload, &part);
-        } else if (j->n_env < MAX_ENVELOPE_FRAMES) {
-            zmq_msg_init(&j->env[j->n_env]);
-            zmq_msg_move(&j->env[j->n_env++], &part);
-        } else {
-            bad = 1; /* too many frames: read them all, then drop */
-        }
-        zmq_msg_close(&part);
-    }
-    if (bad || parts < 2) {
+    if (sdm_net_request_read(w->front, &j->net) != 0) {
         job_free(j);
         return NULL;
     }
@@ -1249,8 +1068,8 @@ static void handle_request(sdm_worker_t *w, job *j)
 {
     sdm_wire_error e = {0, ""};
     sdm_wire_limits lim = {0, 0};
-    sdm_wire_code code = sdm_wire_decode_worker(zmq_msg_data(&j->payload),
-                                                zmq_msg_size(&j->payload), &lim, &j->req, &e);
+    sdm_wire_code code = sdm_wire_decode_worker(zmq_msg_data(&j->net.payload),
+                                                zmq_msg_size(&j->net.payload), &lim, &j->req, &e);
     if (code != SDM_WIRE_OK) {
         reply_error(w, j, code, "%s", e.message);
         send_reply(w, j);
@@ -1361,16 +1180,8 @@ void sdm_worker_destroy(sdm_worker_t **self_p)
     for (size_t i = 0; i < 4; i++)
         if (socks[i])
             zmq_close(socks[i]);
-    if (w->zap) {
-        int zero = 0;
-        zmq_setsockopt(w->zap, ZMQ_LINGER, &zero, sizeof(zero));
-    }
-    if (w->ctx && w->zap_started) {
-        zmq_ctx_shutdown(w->ctx); /* wakes the ZAP thread with ETERM */
-        pthread_join(w->zap_thread, NULL);
-    }
     if (w->zap)
-        zmq_close(w->zap);
+        sdm_zap_stop(&w->zap, w->ctx);
     if (w->ctx)
         zmq_ctx_term(w->ctx);
     for (size_t i = 0; i < w->n_models; i++)
@@ -1380,7 +1191,6 @@ void sdm_worker_destroy(sdm_worker_t **self_p)
     sdm_keypair_destroy(&w->kp);
     sdm_engine_destroy(&w->ingest_eng);
     sdm_engine_destroy(&w->eng);
-    free(w->allow);
     for (int i = 0; i < 2; i++)
         if (w->stop_pipe[i] >= 0)
             close(w->stop_pipe[i]);
