@@ -12,4 +12,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     libopenblas-openmp-dev liblapacke-dev \
     libzmq3-dev libmsgpack-dev libsodium-dev libssl-dev libsqlite3-dev \
     libcunit1-dev \
-    python3 python3-numpy python3-zmq python3-msgpack python3-sklearn python3-nacl
+    python3 python3-numpy python3-zmq python3-msgpack python3-sklearn python3-nacl \
+    golang-go golang-golang-x-mod-dev

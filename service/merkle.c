@@ -109,6 +109,17 @@ int sdm_merkle_append(sdm_merkle_t *self, const uint8_t leaf_hash[SDM_HASH_LEN])
     return 0;
 }
 
+int sdm_merkle_truncate(sdm_merkle_t *self, uint64_t size)
+{
+    if (size > self->size)
+        return -1;
+    /* level L keeps the complete subtrees of the first size leaves: size >> L of them */
+    for (int l = 0; l < MAX_LEVELS; l++)
+        self->levels[l].n = l < 64 ? size >> l : 0;
+    self->size = size;
+    return 0;
+}
+
 int sdm_merkle_leaf(const sdm_merkle_t *self, uint64_t index, uint8_t out[SDM_HASH_LEN])
 {
     if (index >= self->size)

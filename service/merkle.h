@@ -26,6 +26,9 @@ void sdm_merkle_destroy(sdm_merkle_t **self_p);
 uint64_t sdm_merkle_size(const sdm_merkle_t *self);
 /* Appends a leaf hash (not leaf data). Returns 0, or -1 when out of memory (tree unchanged). */
 int sdm_merkle_append(sdm_merkle_t *self, const uint8_t leaf_hash[SDM_HASH_LEN]);
+/* Drops the leaves from `size` on (used to undo appends whose commit failed). Returns 0,
+ * or -1 when size > size(). */
+int sdm_merkle_truncate(sdm_merkle_t *self, uint64_t size);
 /* The leaf hash at index. Returns 0, or -1 when index >= size. */
 int sdm_merkle_leaf(const sdm_merkle_t *self, uint64_t index, uint8_t out[SDM_HASH_LEN]);
 /* MTH of the first `size` leaves (SHA-256() for size 0). Returns 0, or -1 when size > size(). */

@@ -13,7 +13,7 @@
 #include "sediment/engine.h"
 #include "wire.h"
 
-#define SDM_ENVELOPE_TAG "sediment-signed-v1"
+#define SDM_ENVELOPE_TAG SDM_ENVELOPE_TAG_STR
 #define SDM_PK_LEN 32
 #define SDM_SK_LEN 64
 #define SDM_SIG_LEN 64

@@ -334,6 +334,16 @@ enum field {
     F_LAMBDA,
     F_QUERY_IDS,
     F_REQUEST_ID,
+    /* ledger */
+    F_ENTRY,
+    F_INDEX,
+    F_SIZE,
+    F_FROM,
+    F_TO,
+    F_SINCE,
+    F_UNTIL,
+    F_LIMIT,
+    F_POOL,
     F_COUNT
 };
 
@@ -341,13 +351,16 @@ static const char *const field_names[F_COUNT] = {
     "op",      "id",          "model",     "input_dim",      "projection", "checkpoint",
     "lr",      "contributor", "shard",     "example_ids",    "grads",      "features",
     "weights", "curvature",   "queries",   "query_features", "method",     "aggregate",
-    "topk",    "lambda",      "query_ids", "request_id"};
+    "topk",    "lambda",      "query_ids", "request_id",     "entry",      "index",
+    "size",    "from",        "to",        "since",          "until",      "limit",
+    "pool"};
 
 #define BIT(f) (UINT32_C(1) << (f))
 #define COMMON (BIT(F_OP) | BIT(F_ID))
 
 static const char *const op_names[] = {"info", "register", "contribute", "attribute", "stats"};
 #define N_OPS (sizeof(op_names) / sizeof(op_names[0]))
+_Static_assert(F_COUNT <= 32, "op field sets are 32-bit masks");
 
 /* The keys each op takes. */
 static const uint32_t op_fields[N_OPS] = {
@@ -361,6 +374,32 @@ static const uint32_t op_fields[N_OPS] = {
                          BIT(F_QUERY_IDS) | BIT(F_REQUEST_ID),
     [SDM_OP_STATS] = COMMON,
 };
+
+static const char *const ledger_op_names[] = {"info",        "append",      "checkpoint",
+                                              "entry",       "inclusion",   "consistency",
+                                              "history",     "rewards"};
+#define N_LEDGER_OPS (sizeof(ledger_op_names) / sizeof(ledger_op_names[0]))
+
+static const uint32_t ledger_op_fields[N_LEDGER_OPS] = {
+    [SDM_LOP_INFO] = COMMON,
+    [SDM_LOP_APPEND] = COMMON | BIT(F_ENTRY),
+    [SDM_LOP_CHECKPOINT] = COMMON,
+    [SDM_LOP_ENTRY] = COMMON | BIT(F_INDEX),
+    [SDM_LOP_INCLUSION] = COMMON | BIT(F_INDEX) | BIT(F_SIZE),
+    [SDM_LOP_CONSISTENCY] = COMMON | BIT(F_FROM) | BIT(F_TO),
+    [SDM_LOP_HISTORY] = COMMON | BIT(F_CONTRIBUTOR) | BIT(F_SINCE) | BIT(F_UNTIL) | BIT(F_LIMIT),
+    [SDM_LOP_REWARDS] = COMMON | BIT(F_POOL) | BIT(F_SINCE) | BIT(F_UNTIL) | BIT(F_MODEL),
+};
+
+/* A protocol's op names and the keys each takes. */
+typedef struct protocol {
+    const char *const *names;
+    const uint32_t *fields;
+    size_t n_ops;
+} protocol;
+
+static const protocol worker_protocol = {op_names, op_fields, N_OPS};
+static const protocol ledger_protocol = {ledger_op_names, ledger_op_fields, N_LEDGER_OPS};
 
 typedef struct dec {
     const uint8_t *buf;
@@ -422,6 +461,16 @@ static int utf8_valid(const uint8_t *s, size_t n)
         i += more + 1;
     }
     return 1;
+}
+
+int sdm_wire_utf8_valid(const uint8_t *s, size_t n)
+{
+    return utf8_valid(s, n);
+}
+
+const char *sdm_wire_printable(char *out, size_t cap, const void *s, size_t n)
+{
+    return printable(out, cap, s, n);
 }
 
 static sdm_wire_code bad(dec *d, const char *fmt, ...)
@@ -962,7 +1011,10 @@ static sdm_wire_code decode_attribute(dec *d, sdm_worker_request *r)
 
 /* ---- the request ---------------------------------------------------------------------- */
 
-static sdm_wire_code decode_map(dec *d, const msgpack_object *top, sdm_worker_request *r)
+/* The request map's common part: the raw "id" (echoed even when the request fails), the op
+ * (*which indexes p->names), and every key checked against the op's set into d->f. */
+static sdm_wire_code decode_head(dec *d, const msgpack_object *top, const protocol *p,
+                                 const uint8_t **id, size_t *id_len, size_t *which_op)
 {
     char name[PRINTABLE_CAP];
     if (top->type != MSGPACK_OBJECT_MAP)
@@ -991,9 +1043,9 @@ static sdm_wire_code decode_map(dec *d, const msgpack_object *top, sdm_worker_re
         if (k->type != MSGPACK_OBJECT_STR) {
             if (bad_key < 0)
                 bad_key = i;
-        } else if (str_is(k, "id") && !r->id) {
-            r->id = d->buf + start;
-            r->id_len = w.pos - start;
+        } else if (str_is(k, "id") && !*id) {
+            *id = d->buf + start;
+            *id_len = w.pos - start;
         } else if (str_is(k, "op")) {
             op = &top->via.map.ptr[i].val;
             ops++;
@@ -1010,31 +1062,40 @@ static sdm_wire_code decode_map(dec *d, const msgpack_object *top, sdm_worker_re
         return bad(d, "op: appears twice");
     if (op->type != MSGPACK_OBJECT_STR)
         return bad(d, "op: expected a string");
-    size_t which = N_OPS;
-    for (size_t i = 0; i < N_OPS && which == N_OPS; i++)
-        if (str_is(op, op_names[i]))
+    size_t which = p->n_ops;
+    for (size_t i = 0; i < p->n_ops && which == p->n_ops; i++)
+        if (str_is(op, p->names[i]))
             which = i;
-    if (which == N_OPS)
+    if (which == p->n_ops)
         return sdm_wire_fail(d->err, SDM_WIRE_UNKNOWN_OP, "op: unknown op \"%s\"",
                              printable(name, sizeof(name), op->via.str.ptr, op->via.str.size));
-    r->op = (sdm_worker_op)which;
+    *which_op = which;
 
     /* Second pass: every key must be one the op takes, and only once. */
     for (uint32_t i = 0; i < n; i++) {
         const msgpack_object *k = &top->via.map.ptr[i].key;
         int f = -1;
         for (int j = 0; j < F_COUNT && f < 0; j++)
-            if ((op_fields[which] & BIT(j)) && str_is(k, field_names[j]))
+            if ((p->fields[which] & BIT(j)) && str_is(k, field_names[j]))
                 f = j;
         if (f < 0)
             return bad(d, "%s: unknown key for op %s",
                        printable(name, sizeof(name), k->via.str.ptr, k->via.str.size),
-                       op_names[which]);
+                       p->names[which]);
         if (d->f[f])
             return bad(d, "%s: appears twice", field_names[f]);
         d->f[f] = &top->via.map.ptr[i].val;
     }
+    return SDM_WIRE_OK;
+}
 
+static sdm_wire_code decode_map(dec *d, const msgpack_object *top, sdm_worker_request *r)
+{
+    size_t which = 0;
+    sdm_wire_code c = decode_head(d, top, &worker_protocol, &r->id, &r->id_len, &which);
+    if (c != SDM_WIRE_OK)
+        return c;
+    r->op = (sdm_worker_op)which;
     switch (r->op) {
     case SDM_OP_REGISTER:
         return decode_register(d, r);
@@ -1049,12 +1110,12 @@ static sdm_wire_code decode_map(dec *d, const msgpack_object *top, sdm_worker_re
     return SDM_WIRE_OK;
 }
 
-sdm_wire_code sdm_wire_decode_worker(const uint8_t *buf, size_t len, const sdm_wire_limits *lim,
-                                     sdm_worker_request *req, sdm_wire_error *err)
+/* Pre-checks and unpacks one request frame, then hands the top map to decode. */
+static sdm_wire_code decode_frame(const uint8_t *buf, size_t len, const sdm_wire_limits *lim,
+                                  sdm_wire_error *err,
+                                  sdm_wire_code (*decode)(dec *, const msgpack_object *, void *),
+                                  void *req)
 {
-    if (!req)
-        return sdm_wire_fail(err, SDM_WIRE_INTERNAL, "decode: no request to fill");
-    memset(req, 0, sizeof(*req));
     /* msgpack-c holds at most MSGPACK_EMBED_STACK_SIZE (32) open containers, so the depth
      * bound for requests never exceeds SDM_WIRE_MAX_DEPTH */
     sdm_wire_limits l = {SDM_WIRE_MAX_DEPTH, 0};
@@ -1081,12 +1142,137 @@ sdm_wire_code sdm_wire_decode_worker(const uint8_t *buf, size_t len, const sdm_w
                           (int)ur);
     else {
         dec d = {.buf = buf, .len = len, .err = err};
-        c = decode_map(&d, &up.data, req);
+        c = decode(&d, &up.data, req);
     }
     msgpack_unpacked_destroy(&up);
     if (c == SDM_WIRE_OK && err)
         sdm_wire_fail(err, SDM_WIRE_OK, "ok");
     return c;
+}
+
+static sdm_wire_code decode_worker_map(dec *d, const msgpack_object *top, void *req)
+{
+    return decode_map(d, top, req);
+}
+
+sdm_wire_code sdm_wire_decode_worker(const uint8_t *buf, size_t len, const sdm_wire_limits *lim,
+                                     sdm_worker_request *req, sdm_wire_error *err)
+{
+    if (!req)
+        return sdm_wire_fail(err, SDM_WIRE_INTERNAL, "decode: no request to fill");
+    memset(req, 0, sizeof(*req));
+    return decode_frame(buf, len, lim, err, decode_worker_map, req);
+}
+
+/* ---- ledger requests ------------------------------------------------------------------- */
+
+/* An envelope: a 4-element array [tag, body bin, key bin(32), sig bin(64)], re-packed in
+ * the canonical (shortest) form so that one signed object is always one entry whatever
+ * encoding the client chose. The signature is checked by the ledger, not here. */
+static sdm_wire_code get_envelope(dec *d, const msgpack_object *o, sdm_ledger_request *r)
+{
+    if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 4)
+        return bad(d, "entry: expected an envelope [\"%s\", body, key, sig]", SDM_ENVELOPE_TAG_STR);
+    const msgpack_object *e = o->via.array.ptr;
+    if (!str_is(&e[0], SDM_ENVELOPE_TAG_STR))
+        return bad(d, "entry[0]: expected the string \"%s\"", SDM_ENVELOPE_TAG_STR);
+    if (e[1].type != MSGPACK_OBJECT_BIN)
+        return bad(d, "entry[1] (body): expected bin");
+    if (e[2].type != MSGPACK_OBJECT_BIN || e[2].via.bin.size != 32)
+        return bad(d, "entry[2] (key): expected bin of 32 bytes");
+    if (e[3].type != MSGPACK_OBJECT_BIN || e[3].via.bin.size != 64)
+        return bad(d, "entry[3] (sig): expected bin of 64 bytes");
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 4);
+    sdm_wire_pack_str(&pk, SDM_ENVELOPE_TAG_STR);
+    for (int i = 1; i < 4; i++) {
+        msgpack_pack_bin(&pk, e[i].via.bin.size);
+        msgpack_pack_bin_body(&pk, e[i].via.bin.ptr, e[i].via.bin.size);
+    }
+    if (!sb.data) {
+        msgpack_sbuffer_destroy(&sb);
+        return out_of_memory(d, "entry");
+    }
+    r->entry = (uint8_t *)sb.data;
+    r->entry_len = sb.size;
+    return SDM_WIRE_OK;
+}
+
+static sdm_wire_code get_opt_u64(dec *d, enum field f, int *has, uint64_t *out)
+{
+    if (!d->f[f])
+        return SDM_WIRE_OK;
+    if (has)
+        *has = 1;
+    return get_u64(d, field_names[f], d->f[f], out);
+}
+
+static sdm_wire_code decode_ledger_map(dec *d, const msgpack_object *top, void *req)
+{
+    sdm_ledger_request *r = req;
+    size_t which = 0;
+    sdm_wire_code c = decode_head(d, top, &ledger_protocol, &r->id, &r->id_len, &which);
+    if (c != SDM_WIRE_OK)
+        return c;
+    r->op = (sdm_ledger_op)which;
+    /* every key the op takes is required except these */
+    uint32_t optional = BIT(F_ID) | BIT(F_SINCE) | BIT(F_UNTIL) | BIT(F_LIMIT) | BIT(F_MODEL);
+    for (int f = 0; f < F_COUNT; f++)
+        if ((ledger_op_fields[which] & BIT(f)) && !(optional & BIT(f)) && !d->f[f])
+            return bad(d, "%s: missing", field_names[f]);
+    if (d->f[F_ENTRY] && (c = get_envelope(d, d->f[F_ENTRY], r)) != SDM_WIRE_OK)
+        return c;
+    if ((c = get_opt_u64(d, F_INDEX, NULL, &r->index)) != SDM_WIRE_OK ||
+        (c = get_opt_u64(d, F_SIZE, NULL, &r->size)) != SDM_WIRE_OK ||
+        (c = get_opt_u64(d, F_FROM, NULL, &r->from)) != SDM_WIRE_OK ||
+        (c = get_opt_u64(d, F_TO, NULL, &r->to)) != SDM_WIRE_OK ||
+        (c = get_opt_u64(d, F_POOL, NULL, &r->pool)) != SDM_WIRE_OK ||
+        (c = get_opt_u64(d, F_SINCE, &r->has_since, &r->since)) != SDM_WIRE_OK ||
+        (c = get_opt_u64(d, F_UNTIL, &r->has_until, &r->until)) != SDM_WIRE_OK ||
+        (c = get_opt_u64(d, F_LIMIT, &r->has_limit, &r->limit)) != SDM_WIRE_OK)
+        return c;
+    if (r->has_limit && (r->limit == 0 || r->limit > SDM_WIRE_MAX_HISTORY))
+        return bad(d, "limit: %llu, expected 1 to %d", (unsigned long long)r->limit,
+                   SDM_WIRE_MAX_HISTORY);
+    if (!r->has_limit)
+        r->limit = SDM_WIRE_DEFAULT_HISTORY;
+    if (r->has_since && r->has_until && r->since > r->until)
+        return bad(d, "until: %llu is before since %llu", (unsigned long long)r->until,
+                   (unsigned long long)r->since);
+    if (r->op == SDM_LOP_CONSISTENCY && r->from > r->to)
+        return bad(d, "from: %llu is larger than to %llu", (unsigned long long)r->from,
+                   (unsigned long long)r->to);
+    if (r->op == SDM_LOP_INCLUSION && r->index >= r->size)
+        return bad(d, "index: %llu is not below size %llu", (unsigned long long)r->index,
+                   (unsigned long long)r->size);
+    if (d->f[F_CONTRIBUTOR] &&
+        (c = get_name(d, "contributor", d->f[F_CONTRIBUTOR], &r->contributor)) != SDM_WIRE_OK)
+        return c;
+    if (d->f[F_MODEL] && (c = get_name(d, "model", d->f[F_MODEL], &r->model)) != SDM_WIRE_OK)
+        return c;
+    return SDM_WIRE_OK;
+}
+
+sdm_wire_code sdm_wire_decode_ledger(const uint8_t *buf, size_t len, const sdm_wire_limits *lim,
+                                     sdm_ledger_request *req, sdm_wire_error *err)
+{
+    if (!req)
+        return sdm_wire_fail(err, SDM_WIRE_INTERNAL, "decode: no request to fill");
+    memset(req, 0, sizeof(*req));
+    return decode_frame(buf, len, lim, err, decode_ledger_map, req);
+}
+
+void sdm_ledger_request_free(sdm_ledger_request *req)
+{
+    if (!req)
+        return;
+    free(req->entry);
+    free(req->contributor);
+    free(req->model);
+    memset(req, 0, sizeof(*req));
 }
 
 void sdm_worker_request_free(sdm_worker_request *req)

@@ -135,6 +135,48 @@ sdm_wire_code sdm_wire_decode_worker(const uint8_t *buf, size_t len, const sdm_w
                                      sdm_worker_request *req, sdm_wire_error *err);
 void sdm_worker_request_free(sdm_worker_request *req);
 
+/* ---- ledger requests ------------------------------------------------------------------- */
+
+/* The envelope's first element (SPEC §4); sign.h's SDM_ENVELOPE_TAG is the same string. */
+#define SDM_ENVELOPE_TAG_STR "sediment-signed-v1"
+#define SDM_WIRE_DEFAULT_HISTORY 1000  /* history entries when the request gives no limit */
+#define SDM_WIRE_MAX_HISTORY 100000
+
+typedef enum sdm_ledger_op {
+    SDM_LOP_INFO = 0,
+    SDM_LOP_APPEND,
+    SDM_LOP_CHECKPOINT,
+    SDM_LOP_ENTRY,
+    SDM_LOP_INCLUSION,
+    SDM_LOP_CONSISTENCY,
+    SDM_LOP_HISTORY,
+    SDM_LOP_REWARDS,
+} sdm_ledger_op;
+
+/* A decoded ledger request. Every key the op takes is required except id, since, until,
+ * limit and model. */
+typedef struct sdm_ledger_request {
+    sdm_ledger_op op;
+    const uint8_t *id; /* frame: raw msgpack bytes of "id", or NULL */
+    size_t id_len;
+    uint8_t *entry;    /* append: the envelope re-packed canonically (owned); its signature */
+    size_t entry_len;  /* and body are checked by the ledger */
+    uint64_t index, size; /* entry, inclusion (index < size) */
+    uint64_t from, to;    /* consistency (from <= to) */
+    char *contributor;    /* history (owned) */
+    char *model;          /* rewards, optional (owned) */
+    int has_since, has_until, has_limit;
+    uint64_t since, until; /* issued_at window [since, until), unix ns */
+    uint64_t limit;        /* history: 1..SDM_WIRE_MAX_HISTORY, default SDM_WIRE_DEFAULT_HISTORY */
+    uint64_t pool;         /* rewards */
+} sdm_ledger_request;
+
+/* Pre-checks and decodes one ledger request frame (same bounds and rules as the worker's).
+ * On failure req->id is still filled when readable; req must be freed either way. */
+sdm_wire_code sdm_wire_decode_ledger(const uint8_t *buf, size_t len, const sdm_wire_limits *lim,
+                                     sdm_ledger_request *req, sdm_wire_error *err);
+void sdm_ledger_request_free(sdm_ledger_request *req);
+
 /* ---- replies ---------------------------------------------------------------------------- */
 
 /* Starts a success reply: a map of 2 + n_fields entries, "id" (the raw bytes, or nil) and
@@ -147,5 +189,14 @@ void sdm_wire_reply_error(msgpack_packer *pk, const uint8_t *id, size_t id_len,
 void sdm_wire_pack_str(msgpack_packer *pk, const char *s);
 /* Packs raw, already-encoded msgpack bytes as they are. */
 void sdm_wire_pack_raw(msgpack_packer *pk, const uint8_t *raw, size_t len);
+
+/* ---- helpers for other decoders (the ledger's body reader) ----------------------------- */
+
+/* Whether s[0, n) is valid UTF-8: no overlong forms, surrogates or code points above
+ * U+10FFFF. NUL bytes are valid UTF-8; names check for them separately. */
+int sdm_wire_utf8_valid(const uint8_t *s, size_t n);
+/* Copies n bytes of s into out (cap >= 4 bytes) as printable ASCII, other bytes as \xNN,
+ * cut with "..." to fit; returns out. Untrusted bytes go into messages only through here. */
+const char *sdm_wire_printable(char *out, size_t cap, const void *s, size_t n);
 
 #endif /* SDM_SERVICE_WIRE_H */
