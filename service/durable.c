@@ -116,26 +116,6 @@ __attribute__((format(printf, 5, 6))) static int path_fmt(char *out, size_t out_
     return 0;
 }
 
-/* Makes dir (0700) unless it exists as a directory; *made says whether it was made. */
-static int make_dir(const char *path, int *made, char *err, size_t err_len)
-{
-    *made = 0;
-    if (mkdir(path, 0700) == 0) {
-        *made = 1;
-        return 0;
-    }
-    if (errno != EEXIST) {
-        sdm_errf(err, err_len, "%s: cannot create directory: %s", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        sdm_errf(err, err_len, "%s: exists and is not a directory", path);
-        return -1;
-    }
-    return 0;
-}
-
 /* "<idx>-<name with every byte outside [A-Za-z0-9._-] as '_', at most 64 of them>". The
  * index alone makes it unique; the name is there for people browsing the directory. */
 static void model_dir_name(int64_t idx, const char *name, char *out, size_t out_len)
@@ -594,7 +574,7 @@ static int check_model(sdm_durable_t *self, durable_model *m, char *err, size_t 
     int made;
     if (path_fmt(path, sizeof(path), err, err_len, "%s/models/%s", self->dir, m->dir))
         return -1;
-    if (make_dir(path, &made, err, err_len))
+    if (sdm_make_dir(path, &made, err, err_len))
         return -1;
     if (made && sdm_fsync_parent(path) != 0) {
         sdm_errf(err, err_len, "%s: fsync of the parent: %s", path, strerror(errno));
@@ -743,7 +723,7 @@ sdm_durable_t *sdm_durable_open(const char *dir, char *err, size_t err_len)
     char path[PATH_MAX];
     int made;
 
-    if (make_dir(dir, &made, err, err_len))
+    if (sdm_make_dir(dir, &made, err, err_len))
         goto fail;
     if (made && sdm_fsync_parent(dir) != 0) {
         sdm_errf(err, err_len, "%s: fsync of the parent: %s", dir, strerror(errno));
@@ -763,7 +743,7 @@ sdm_durable_t *sdm_durable_open(const char *dir, char *err, size_t err_len)
         goto fail;
     }
     if (path_fmt(path, sizeof(path), err, err_len, "%s/models", dir) ||
-        make_dir(path, &made, err, err_len))
+        sdm_make_dir(path, &made, err, err_len))
         goto fail;
     if (made && sdm_fsync_dir(dir) != 0) {
         sdm_errf(err, err_len, "%s: fsync: %s", dir, strerror(errno));
@@ -843,7 +823,7 @@ int sdm_durable_put_model(sdm_durable_t *self, const char *model, const sdm_proj
     if (path_fmt(path, sizeof(path), err, err_len, "%s/models/%s", self->dir, mdir))
         return -1;
     int made;
-    if (make_dir(path, &made, err, err_len))
+    if (sdm_make_dir(path, &made, err, err_len))
         return -1;
     /* a directory already there was left by a put_model that never committed */
     if (!made && remove_orphans(self->dir, mdir, 0, NULL, err, err_len))

@@ -6,7 +6,10 @@
 #include <limits.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include "errmsg.h"
 
 /* Linux moves at most ~2 GiB a call; ask for less and loop */
 #define IO_CHUNK ((size_t)1 << 30)
@@ -81,4 +84,24 @@ int sdm_fsync_parent(const char *path)
     memcpy(parent, path, len);
     parent[len] = '\0';
     return sdm_fsync_dir(parent);
+}
+
+/* Makes dir (0700) unless it exists as a directory; *made says whether it was made. */
+int sdm_make_dir(const char *path, int *made, char *err, size_t err_len)
+{
+    *made = 0;
+    if (mkdir(path, 0700) == 0) {
+        *made = 1;
+        return 0;
+    }
+    if (errno != EEXIST) {
+        sdm_errf(err, err_len, "%s: cannot create directory: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        sdm_errf(err, err_len, "%s: exists and is not a directory", path);
+        return -1;
+    }
+    return 0;
 }

@@ -21,4 +21,8 @@ int sdm_fsync_dir(const char *path);
 /* fsyncs the directory that holds path ("." for a name without a '/'). */
 int sdm_fsync_parent(const char *path);
 
+/* Makes dir (mode 0700) unless it exists as a directory; *made says whether it was made.
+ * 0, or -1 with err set. */
+int sdm_make_dir(const char *path, int *made, char *err, size_t err_len);
+
 #endif /* SDM_SERVICE_FILEIO_H */
