@@ -1,5 +1,6 @@
-/* fuzz_request.c - libFuzzer target for the worker's request codec: pre-check, decode,
- * free, and the reply helpers, with the decoder's promises checked on every input.
+/* fuzz_request.c - libFuzzer target for the request codecs: pre-check, worker and ledger
+ * decoding, free, the reply helpers, and for a ledger append the envelope and body readers,
+ * with the decoders' promises checked on every input.
  *
  * Besides the sanitizers' findings, an input is a finding (abort) when:
  *   - decoding succeeds on a frame the pre-check rejects;
@@ -15,6 +16,8 @@
 
 #include <msgpack.h>
 
+#include "body.h"
+#include "sign.h"
 #include "wire.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -70,6 +73,46 @@ static void check_request(const uint8_t *data, size_t size, const sdm_worker_req
     }
 }
 
+/* The same frame as a ledger request; an append's canonical envelope goes on through the
+ * signature check and, when some key signed it, the body reader. */
+static void fuzz_ledger(const uint8_t *data, size_t size, sdm_wire_code pre)
+{
+    sdm_wire_error err;
+    sdm_ledger_request req;
+    sdm_wire_code code = sdm_wire_decode_ledger(data, size, NULL, &req, &err);
+    require(code == SDM_WIRE_OK || pre == SDM_WIRE_OK || code == pre);
+    require(pre == SDM_WIRE_OK || code != SDM_WIRE_OK);
+    require(inside(data, size, req.id, req.id_len));
+    if (code != SDM_WIRE_OK) {
+        require(code == SDM_WIRE_BAD_REQUEST || code == SDM_WIRE_UNKNOWN_OP ||
+                code == SDM_WIRE_TOO_LARGE);
+        require(err.code == code && err.message[0] != '\0');
+    } else if (req.op == SDM_LOP_APPEND) {
+        require(req.entry && req.entry_len >= 1);
+        const uint8_t *body;
+        size_t body_len;
+        uint8_t key[SDM_PK_LEN];
+        sdm_wire_code c = sdm_envelope_open(req.entry, req.entry_len, &body, &body_len, key, &err);
+        require(c == SDM_WIRE_OK || c == SDM_WIRE_UNAUTHORIZED || c == SDM_WIRE_BAD_REQUEST);
+        /* a forged signature stops a real ledger here; read the body anyway, it is the
+         * reader's input whoever signed it */
+        if (c == SDM_WIRE_UNAUTHORIZED) {
+            sdm_body b;
+            c = sdm_body_read(body, body_len, key, &b, &err);
+            require(c == SDM_WIRE_OK || (c == SDM_WIRE_BAD_REQUEST && err.message[0]));
+            sdm_body_free(&b);
+        }
+    } else if (req.op == SDM_LOP_INCLUSION) {
+        require(req.index < req.size);
+    } else if (req.op == SDM_LOP_CONSISTENCY) {
+        require(req.from <= req.to);
+    } else if (req.op == SDM_LOP_HISTORY) {
+        require(req.contributor && req.limit >= 1 && req.limit <= SDM_WIRE_MAX_HISTORY);
+    }
+    sdm_ledger_request_free(&req);
+    require(req.entry == NULL && req.contributor == NULL && req.model == NULL);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     sdm_wire_error err;
@@ -116,5 +159,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sdm_worker_request_free(&req);
     require(req.model == NULL && req.queries == NULL && req.id == NULL);
     sdm_worker_request_free(&req); /* freeing twice is harmless */
+    fuzz_ledger(data, size, pre);
     return 0;
 }
