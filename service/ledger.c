@@ -291,54 +291,51 @@ static void do_history(sdm_ledger_t *l, ljob *j)
     msgpack_sbuffer_destroy(&rows);
 }
 
-/* rewards: per-contributor sums of the proofs' credits, in log order */
-typedef struct credit_sum {
+/* rewards: per-contributor sums of the proofs' credits. The rows come in log order; they are
+ * sorted by (name, log position) so each contributor's sum is taken in log order, the same
+ * floating-point result whatever the number of contributors. */
+typedef struct credit_row_t {
     char *name;
     double score, share;
-} credit_sum;
+    size_t seq;
+} credit_row_t;
 
 typedef struct credits_ctx {
-    credit_sum *rows;
+    credit_row_t *rows;
     size_t n, cap;
     int nomem;
 } credits_ctx;
 
-static int credit_find(const credits_ctx *c, const char *name)
-{
-    /* linear probe over contributors seen; sorted bisection would need a re-sort per insert,
-     * and the number of distinct contributors in a window is small next to the rows */
-    for (size_t i = 0; i < c->n; i++)
-        if (strcmp(c->rows[i].name, name) == 0)
-            return (int)i;
-    return -1;
-}
-
 static int credit_row(void *ctx, const char *contributor, double score, double share)
 {
     credits_ctx *c = ctx;
-    int i = credit_find(c, contributor);
-    if (i < 0) {
-        if (c->n == c->cap) {
-            size_t cap = c->cap ? 2 * c->cap : 64;
-            credit_sum *p = realloc(c->rows, cap * sizeof(*p));
-            if (!p) {
-                c->nomem = 1;
-                return -1;
-            }
-            c->rows = p;
-            c->cap = cap;
-        }
-        char *name = strdup(contributor);
-        if (!name) {
+    if (c->n == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 256;
+        credit_row_t *p = realloc(c->rows, cap * sizeof(*p));
+        if (!p) {
             c->nomem = 1;
             return -1;
         }
-        c->rows[c->n] = (credit_sum){name, 0.0, 0.0};
-        i = (int)c->n++;
+        c->rows = p;
+        c->cap = cap;
     }
-    c->rows[i].score += score;
-    c->rows[i].share += share;
+    char *name = strdup(contributor);
+    if (!name) {
+        c->nomem = 1;
+        return -1;
+    }
+    c->rows[c->n] = (credit_row_t){name, score, share, c->n};
+    c->n++;
     return 0;
+}
+
+static int credit_cmp(const void *a, const void *b)
+{
+    const credit_row_t *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    if (c)
+        return c;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 static void do_rewards(sdm_ledger_t *l, ljob *j)
@@ -359,9 +356,15 @@ static void do_rewards(sdm_ledger_t *l, ljob *j)
         reply_error(j, SDM_WIRE_INTERNAL, "rewards: out of memory");
         goto out;
     }
-    for (size_t i = 0; i < c.n; i++)
-        in[i] = (sdm_reward_input){c.rows[i].name, c.rows[i].score, c.rows[i].share};
-    if (sdm_rewards_split(in, c.n, r->pool, &split, err, sizeof(err)) != SDM_OK) {
+    qsort(c.rows, c.n, sizeof(*c.rows), credit_cmp);
+    size_t n_in = 0;
+    for (size_t i = 0; i < c.n; i++) {
+        if (n_in == 0 || strcmp(in[n_in - 1].name, c.rows[i].name) != 0)
+            in[n_in++] = (sdm_reward_input){c.rows[i].name, 0.0, 0.0};
+        in[n_in - 1].score += c.rows[i].score;
+        in[n_in - 1].share += c.rows[i].share;
+    }
+    if (sdm_rewards_split(in, n_in, r->pool, &split, err, sizeof(err)) != SDM_OK) {
         /* the log only holds checked, finite values: this is the ledger's fault */
         reply_error(j, SDM_WIRE_INTERNAL, "rewards: %s", err);
         goto out;
