@@ -2,7 +2,8 @@
  *
  * One I/O thread (the caller of sdm_worker_run) owns the ROUTER socket, pre-checks and decodes
  * every frame and answers info/stats; an ingest thread runs register/contribute; a compute
- * thread runs attribute. docs/worker.md explains how they share the store.
+ * thread runs attribute; with a ledger, a forwarder thread delivers receipts and proofs from
+ * the durable outbox. docs/worker.md explains how they share the store.
  */
 #ifndef SDM_SERVICE_WORKER_H
 #define SDM_SERVICE_WORKER_H
@@ -21,6 +22,9 @@ typedef struct sdm_worker_opts {
     const char *curve_secret;  /* file with the server's CURVE secret key (Z85), or NULL */
     const char *allow;         /* file with allowed client CURVE public keys, one a line */
     int insecure_bind;         /* allow a non-loopback endpoint without CURVE */
+    const char *ledger;        /* ledger endpoint to forward every receipt and proof to (plain
+                                * tcp or ipc, no CURVE yet), or NULL; they wait in
+                                * <data_dir>/outbox.db until the ledger has them */
     int64_t max_msg;           /* ZMQ_MAXMSGSIZE in bytes; 0: 2 GiB */
     uint32_t queue_depth;      /* requests waiting per worker thread before `busy`; 0: 64 */
     int threads;               /* cpu threads per engine; 0: all cores */

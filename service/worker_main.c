@@ -33,7 +33,10 @@ static void usage(FILE *out)
             "  --curve-secret FILE   serve CURVE with this secret key (Z85); needs --allow\n"
             "  --allow FILE          client CURVE public keys allowed in, one a line\n"
             "  --insecure-bind       allow a non-loopback endpoint without CURVE\n"
-            "  --ledger ENDPOINT     forward receipts and proofs to a ledger (not yet supported)\n"
+            "  --ledger ENDPOINT     forward every receipt and proof to this ledger; while it is\n"
+            "                        down they wait in DIR/outbox.db and go when it is back.\n"
+            "                        Plain tcp or ipc only (no CURVE on this link yet): run it\n"
+            "                        over loopback or a private network\n"
             "  --max-msg BYTES       largest request frame (default 2147483648)\n"
             "  --queue N             requests waiting per thread before `busy` (default 64)\n"
             "  --threads N           cpu threads per engine (default: all cores)\n"
@@ -82,8 +85,13 @@ int main(int argc, char **argv)
         case 'a': o.allow = optarg; break;
         case 'i': o.insecure_bind = 1; break;
         case 'L':
-            fprintf(stderr, "sediment-worker: --ledger: forwarding to a ledger is not supported yet\n");
-            return 2;
+            if (!*optarg) {
+                fprintf(stderr, "sediment-worker: --ledger: expected an endpoint such as "
+                        "tcp://127.0.0.1:7720, got ''\n");
+                return 2;
+            }
+            o.ledger = optarg;
+            break;
         case 'm':
             if (parse_long("--max-msg", optarg, 1024, &v) != 0)
                 return 2;

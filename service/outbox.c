@@ -1,0 +1,318 @@
+/* outbox.c - the worker's durable outbox (outbox.h): a FIFO of envelopes in outbox.db.
+ *
+ * Table `entries` holds one row per envelope not yet delivered: pending while rejected_code is
+ * NULL, rejected otherwise. seq is an AUTOINCREMENT rowid, so a number is never handed out
+ * twice even after the newest rows were delivered and deleted (the forwarder uses it as the
+ * request id on the wire). Table `counters` keeps `delivered` (and the highest ledger index
+ * seen, for people reading the file), updated in the transaction that deletes a row.
+ */
+#include "outbox.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "errmsg.h"
+#include "sqlite_util.h"
+
+#define OUTBOX_FILE "outbox.db"
+#define SCHEMA_VERSION 1
+/* "SDO1" (0x53444f31): not sediment.db's "SDM1", so neither file is taken for the other */
+#define APPLICATION_ID 1396985649
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* clang-format off */
+static const char schema_sql[] =
+    "BEGIN IMMEDIATE;"
+    "CREATE TABLE entries("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " kind TEXT NOT NULL CHECK(kind IN ('receipt', 'proof')),"
+    " entry BLOB NOT NULL,"
+    " queued_at INTEGER NOT NULL,"       /* unix ns */
+    " rejected_code TEXT,"               /* NULL while pending */
+    " rejected_message TEXT,"
+    " rejected_at INTEGER);"
+    "CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO counters(name, value) VALUES('delivered', 0), ('last_index', -1);"
+    "PRAGMA application_id = " STR(APPLICATION_ID) ";"
+    "PRAGMA user_version = " STR(SCHEMA_VERSION) ";"
+    "COMMIT;";
+/* clang-format on */
+
+enum { ST_PUT, ST_PEEK, ST_DELETE, ST_DELIVERED, ST_REJECT, ST_COUNT };
+
+static const char *const stmt_sql[ST_COUNT] = {
+    "INSERT INTO entries(kind, entry, queued_at) VALUES(?, ?, ?)",
+    "SELECT seq, kind, entry FROM entries WHERE seq > ? AND rejected_code IS NULL"
+    " ORDER BY seq LIMIT ?",
+    "DELETE FROM entries WHERE seq = ? AND rejected_code IS NULL",
+    "UPDATE counters SET value = CASE name WHEN 'delivered' THEN value + 1"
+    " ELSE max(value, ?) END WHERE name IN ('delivered', 'last_index')",
+    "UPDATE entries SET rejected_code = ?, rejected_message = ?, rejected_at = ?"
+    " WHERE seq = ? AND rejected_code IS NULL",
+};
+
+struct sdm_outbox {
+    sqlite3 *db;
+    sqlite3_stmt *st[ST_COUNT];
+    pthread_mutex_t mu; /* every use of db */
+    /* written under mu after each commit, read without it */
+    _Atomic uint64_t pending, delivered, rejected;
+};
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* seq and counters are SQLite INTEGERs (int64); seq only grows from 1, so it fits. */
+static sqlite3_int64 to_db(uint64_t v)
+{
+    return v > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)v;
+}
+
+static int count_rows(sqlite3 *db, const char *sql, _Atomic uint64_t *out, char *err,
+                      size_t err_len)
+{
+    sqlite3_int64 v;
+    if (sdm_sqlite_int(db, sql, &v, err, err_len) != 0)
+        return -1;
+    atomic_store(out, v < 0 ? 0 : (uint64_t)v);
+    return 0;
+}
+
+sdm_outbox_t *sdm_outbox_open(const char *dir, char *err, size_t err_len)
+{
+    struct stat sb;
+    if (!dir || !dir[0]) {
+        sdm_errf(err, err_len, "dir: empty path");
+        return NULL;
+    }
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        sdm_errf(err, err_len, "dir: %s is not a directory", dir);
+        return NULL;
+    }
+    sdm_outbox_t *self = calloc(1, sizeof(*self));
+    if (!self) {
+        sdm_errf(err, err_len, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&self->mu, NULL);
+    self->db = sdm_sqlite_open(dir, OUTBOX_FILE, schema_sql, APPLICATION_ID, SCHEMA_VERSION, err,
+                               err_len);
+    if (!self->db)
+        goto fail;
+    /* an operator's sqlite3 shell writing the file should delay us, not fail a reply */
+    sqlite3_busy_timeout(self->db, 2000);
+    for (int i = 0; i < ST_COUNT; i++) {
+        if (sqlite3_prepare_v3(self->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &self->st[i],
+                               NULL) != SQLITE_OK) {
+            sdm_errf(err, err_len, OUTBOX_FILE ": preparing \"%.40s...\": %s", stmt_sql[i],
+                     sqlite3_errmsg(self->db));
+            goto fail;
+        }
+    }
+    if (count_rows(self->db, "SELECT count(*) FROM entries WHERE rejected_code IS NULL",
+                   &self->pending, err, err_len) ||
+        count_rows(self->db, "SELECT count(*) FROM entries WHERE rejected_code IS NOT NULL",
+                   &self->rejected, err, err_len) ||
+        count_rows(self->db, "SELECT value FROM counters WHERE name = 'delivered'",
+                   &self->delivered, err, err_len))
+        goto fail;
+    return self;
+fail:
+    sdm_outbox_close(&self);
+    return NULL;
+}
+
+void sdm_outbox_close(sdm_outbox_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    sdm_outbox_t *self = *self_p;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(self->st[i]);
+    sqlite3_close(self->db);
+    pthread_mutex_destroy(&self->mu);
+    free(self);
+    *self_p = NULL;
+}
+
+int sdm_outbox_put(sdm_outbox_t *self, const char *kind, const uint8_t *entry, size_t len,
+                   uint64_t *seq, char *err, size_t err_len)
+{
+    if (!kind || (strcmp(kind, "receipt") != 0 && strcmp(kind, "proof") != 0)) {
+        sdm_errf(err, err_len, "kind: expected receipt or proof, got %s%s%s", kind ? "'" : "",
+                 kind ? kind : "NULL", kind ? "'" : "");
+        return -1;
+    }
+    if (!entry || len == 0) {
+        sdm_errf(err, err_len, "entry: empty");
+        return -1;
+    }
+    /* every envelope is ["sediment-signed-v1", body, key, sig]: a fixarray of 4 */
+    if (entry[0] != 0x94) {
+        sdm_errf(err, err_len, "entry: not a signed envelope (starts with 0x%02x, expected a "
+                 "msgpack array of 4, 0x94)", entry[0]);
+        return -1;
+    }
+    pthread_mutex_lock(&self->mu);
+    sqlite3_stmt *st = self->st[ST_PUT];
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_blob64(st, 2, entry, len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, to_db(now_ns()));
+    /* autocommit in WAL mode with synchronous=FULL: on disk when step returns */
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    int ret = 0;
+    if (rc != SQLITE_DONE) {
+        sdm_errf(err, err_len, OUTBOX_FILE ": queueing a %s of %zu bytes: %s", kind, len,
+                 sqlite3_errmsg(self->db));
+        ret = -1;
+    } else {
+        if (seq)
+            *seq = (uint64_t)sqlite3_last_insert_rowid(self->db);
+        atomic_fetch_add(&self->pending, 1);
+    }
+    pthread_mutex_unlock(&self->mu);
+    return ret;
+}
+
+int sdm_outbox_peek(sdm_outbox_t *self, uint64_t after_seq, size_t max, sdm_outbox_row_cb cb,
+                    void *ctx, char *err, size_t err_len)
+{
+    if (!cb) {
+        sdm_errf(err, err_len, "cb: a callback is required");
+        return -1;
+    }
+    if (max == 0 || max > INT32_MAX) {
+        sdm_errf(err, err_len, "max: %zu, expected 1 to %d", max, INT32_MAX);
+        return -1;
+    }
+    pthread_mutex_lock(&self->mu);
+    sqlite3_stmt *st = self->st[ST_PEEK];
+    sqlite3_bind_int64(st, 1, to_db(after_seq));
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)max);
+    int seen = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        sdm_outbox_row row = {
+            .seq = (uint64_t)sqlite3_column_int64(st, 0),
+            .kind = (const char *)sqlite3_column_text(st, 1),
+            .entry = sqlite3_column_blob(st, 2),
+            .len = (size_t)sqlite3_column_bytes(st, 2),
+        };
+        if (!row.kind || !row.entry) {
+            rc = SQLITE_NOMEM; /* the text or blob could not be materialised */
+            break;
+        }
+        seen++;
+        if (cb(ctx, &row) != 0) {
+            rc = SQLITE_DONE;
+            break;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        sdm_errf(err, err_len, OUTBOX_FILE ": reading pending rows after %" PRIu64 ": %s",
+                 after_seq, rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(self->db));
+        seen = -1;
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&self->mu);
+    return seen;
+}
+
+/* Runs one prepared statement to completion. SQLITE_DONE or the failing code. */
+static int step_once(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+int sdm_outbox_done(sdm_outbox_t *self, uint64_t seq, uint64_t index, char *err,
+                    size_t err_len)
+{
+    pthread_mutex_lock(&self->mu);
+    int ret = -1, changed = 0;
+    const char *what = "BEGIN";
+    if (sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        goto out;
+    what = "deleting the row";
+    sqlite3_bind_int64(self->st[ST_DELETE], 1, to_db(seq));
+    if (step_once(self->st[ST_DELETE]) != SQLITE_DONE)
+        goto out;
+    changed = sqlite3_changes(self->db);
+    if (changed) {
+        what = "counting it delivered";
+        sqlite3_bind_int64(self->st[ST_DELIVERED], 1, to_db(index));
+        if (step_once(self->st[ST_DELIVERED]) != SQLITE_DONE)
+            goto out;
+    }
+    what = "COMMIT";
+    if (sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        goto out;
+    ret = changed ? 1 : 0;
+    if (changed) {
+        atomic_fetch_sub(&self->pending, 1);
+        atomic_fetch_add(&self->delivered, 1);
+    }
+out:
+    if (ret < 0) {
+        sdm_errf(err, err_len, OUTBOX_FILE ": marking row %" PRIu64 " delivered: %s: %s", seq,
+                 what, sqlite3_errmsg(self->db));
+        if (!sqlite3_get_autocommit(self->db))
+            sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    pthread_mutex_unlock(&self->mu);
+    return ret;
+}
+
+int sdm_outbox_reject(sdm_outbox_t *self, uint64_t seq, const char *code, const char *message,
+                      char *err, size_t err_len)
+{
+    if (!code || !code[0]) {
+        sdm_errf(err, err_len, "code: empty");
+        return -1;
+    }
+    pthread_mutex_lock(&self->mu);
+    sqlite3_stmt *st = self->st[ST_REJECT];
+    sqlite3_bind_text(st, 1, code, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, message ? message : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, to_db(now_ns()));
+    sqlite3_bind_int64(st, 4, to_db(seq));
+    int ret;
+    if (step_once(st) != SQLITE_DONE) {
+        sdm_errf(err, err_len, OUTBOX_FILE ": marking row %" PRIu64 " rejected: %s", seq,
+                 sqlite3_errmsg(self->db));
+        ret = -1;
+    } else {
+        ret = sqlite3_changes(self->db) ? 1 : 0;
+        if (ret) {
+            atomic_fetch_sub(&self->pending, 1);
+            atomic_fetch_add(&self->rejected, 1);
+        }
+    }
+    pthread_mutex_unlock(&self->mu);
+    return ret;
+}
+
+void sdm_outbox_get_counts(const sdm_outbox_t *self, sdm_outbox_counts *out)
+{
+    /* the atomics are only read; the cast drops const for C11's atomic_load signature */
+    sdm_outbox_t *s = (sdm_outbox_t *)self;
+    out->pending = atomic_load(&s->pending);
+    out->delivered = atomic_load(&s->delivered);
+    out->rejected = atomic_load(&s->rejected);
+}

@@ -1,0 +1,87 @@
+/* outbox.h - the worker's durable outbox: receipts and proofs on their way to the ledger.
+ *
+ * A FIFO in <data dir>/outbox.db (SQLite, WAL, synchronous=FULL). It is its own file, so its
+ * commits never wait on the batch store's transactions in sediment.db. With `--ledger`, the
+ * worker puts every receipt and proof envelope here before it replies to the client, so an
+ * acknowledged envelope reaches the ledger even after a kill -9; a forwarder thread takes
+ * the oldest pending rows, sends them, and marks each one done (the ledger has it) or
+ * rejected (the ledger refused it for good).
+ *
+ * A delivered row is deleted, in the same transaction that adds one to a `delivered`
+ * counter: the ledger is the permanent record of what was delivered, and keeping a copy of
+ * every proof here would grow the file forever. A rejected row is kept with the ledger's code
+ * and message, and is never sent again; the operator can read it with the sqlite3 shell.
+ *
+ * Thread-safe through one mutex of its own (not SQLite's serialized mode): `done` is two
+ * statements in one transaction, and SQLite's own mutex does not keep another thread's
+ * statement out of the middle of a transaction on a shared connection. Meant for the
+ * worker's ingest and compute threads putting and one forwarder thread peeking and settling.
+ * One process at a time: the worker holds <data dir>/sediment.lock while it has this open.
+ */
+#ifndef SDM_SERVICE_OUTBOX_H
+#define SDM_SERVICE_OUTBOX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define SDM_OUTBOX_WUR __attribute__((warn_unused_result))
+#else
+#define SDM_OUTBOX_WUR
+#endif
+
+typedef struct sdm_outbox sdm_outbox_t;
+
+typedef struct sdm_outbox_counts {
+    uint64_t pending;   /* put and neither done nor rejected */
+    uint64_t delivered; /* marked done, over the file's whole life */
+    uint64_t rejected;  /* refused for good; kept in the file */
+} sdm_outbox_counts;
+
+/* One pending row, as peek hands it over. Pointers are valid during the callback only. */
+typedef struct sdm_outbox_row {
+    uint64_t seq;         /* 1, 2, 3, ... in order of put; never reused */
+    const char *kind;     /* "receipt" or "proof" */
+    const uint8_t *entry; /* the envelope's msgpack bytes, as put */
+    size_t len;
+} sdm_outbox_row;
+
+/* Returns 0 to go on, anything else to stop after this row. The callback runs under the
+ * outbox's mutex: it must not call the outbox. */
+typedef int (*sdm_outbox_row_cb)(void *ctx, const sdm_outbox_row *row);
+
+/* Opens (creating when absent) dir/outbox.db. dir must exist. A file that is not an outbox
+ * (another application_id or schema version) is refused. NULL with err set on failure. */
+sdm_outbox_t *sdm_outbox_open(const char *dir, char *err, size_t err_len);
+void sdm_outbox_close(sdm_outbox_t **self_p);
+
+/* Appends one envelope (kind "receipt" or "proof"; entry a msgpack array of 4, as signed)
+ * and returns only when the row is on disk (the commit is fsynced). *seq (may be NULL)
+ * gets its sequence number. 0, or -1 with err naming the argument or the disk failure;
+ * nothing is recorded then. entry is borrowed. */
+SDM_OUTBOX_WUR int sdm_outbox_put(sdm_outbox_t *self, const char *kind, const uint8_t *entry,
+                                  size_t len, uint64_t *seq, char *err, size_t err_len);
+
+/* Calls cb for the oldest pending rows with seq > after_seq, in order of seq, at most max
+ * of them (max >= 1). Returns how many rows cb saw, or -1 with err set. */
+SDM_OUTBOX_WUR int sdm_outbox_peek(sdm_outbox_t *self, uint64_t after_seq, size_t max,
+                                   sdm_outbox_row_cb cb, void *ctx, char *err, size_t err_len);
+
+/* The ledger has row seq at index: the row leaves the queue and `delivered` grows by one,
+ * in one transaction. Returns 1 when the row was pending, 0 when it was not (already
+ * delivered or rejected, or never put: a repeated answer counts once), -1 with err set on
+ * a disk failure (nothing changed). */
+SDM_OUTBOX_WUR int sdm_outbox_done(sdm_outbox_t *self, uint64_t seq, uint64_t index, char *err,
+                                   size_t err_len);
+
+/* The ledger refused row seq for good (code, e.g. "unauthorized", and its message, which may
+ * be NULL): the row stays in the file with both and is never peeked again. Returns 1, 0 or
+ * -1 as sdm_outbox_done; an empty code is -1 and changes nothing. */
+SDM_OUTBOX_WUR int sdm_outbox_reject(sdm_outbox_t *self, uint64_t seq, const char *code,
+                                     const char *message, char *err, size_t err_len);
+
+/* The current counts. Lock-free (the worker's I/O thread reads them for `stats` while
+ * another thread may be in the middle of a commit). */
+void sdm_outbox_get_counts(const sdm_outbox_t *self, sdm_outbox_counts *out);
+
+#endif /* SDM_SERVICE_OUTBOX_H */

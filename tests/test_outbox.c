@@ -1,0 +1,600 @@
+/* test_outbox.c - the worker's durable outbox: FIFO order, done and reject, counts, reopening,
+ * crashes (a child that exits without closing, a child killed mid-stream), two threads, and
+ * bad arguments that change nothing. */
+#define _GNU_SOURCE
+#include <CUnit/Basic.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "outbox.h"
+#include "testdata.h"
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+static char test_root[256];
+
+static int make_root(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(test_root, sizeof(test_root), "%s/sdm-outbox-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    return mkdtemp(test_root) ? 0 : -1;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void rm_tree(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int remove_root(void)
+{
+    rm_tree(test_root);
+    return 0;
+}
+
+/* A fresh, existing directory for one test. */
+static const char *fresh_dir(const char *name)
+{
+    static char path[512];
+    snprintf(path, sizeof(path), "%s/%s", test_root, name);
+    rm_tree(path);
+    mkdir(path, 0700);
+    return path;
+}
+
+static sdm_outbox_t *open_ok(const char *dir)
+{
+    char err[256] = "";
+    sdm_outbox_t *ob = sdm_outbox_open(dir, err, sizeof(err));
+    if (!ob)
+        fprintf(stderr, "\nsdm_outbox_open(%s): %s\n", dir, err);
+    return ob;
+}
+
+/* The envelope-like bytes of row i: 0x94 (an array of 4) then len-1 bytes that depend on i,
+ * so a row handed back with another row's bytes is caught. */
+static size_t entry_len(uint64_t i)
+{
+    return 1 + (size_t)((i * 37) % 300) + (i % 5 == 0 ? 70000 : 0);
+}
+
+static uint8_t *make_entry(uint64_t i, size_t *len)
+{
+    *len = entry_len(i);
+    uint8_t *e = malloc(*len);
+    test_rng r = {0x5eed0000u + i};
+    e[0] = 0x94;
+    for (size_t k = 1; k < *len; k++)
+        e[k] = (uint8_t)test_rng_u64(&r);
+    return e;
+}
+
+static const char *kind_of(uint64_t i)
+{
+    return i % 3 == 2 ? "proof" : "receipt";
+}
+
+static uint64_t put_entry(sdm_outbox_t *ob, uint64_t i)
+{
+    size_t len;
+    uint8_t *e = make_entry(i, &len);
+    uint64_t seq = 0;
+    char err[256] = "";
+    int rc = sdm_outbox_put(ob, kind_of(i), e, len, &seq, err, sizeof(err));
+    if (rc != 0)
+        fprintf(stderr, "\nput %" PRIu64 ": %s\n", i, err);
+    free(e);
+    return rc == 0 ? seq : 0;
+}
+
+/* Collects what peek hands over (copies, since the row is valid during the call only). */
+#define MAX_SEEN 4096
+typedef struct seen_rows {
+    size_t n;
+    uint64_t seq[MAX_SEEN];
+    char kind[MAX_SEEN][8];
+    uint8_t *entry[MAX_SEEN];
+    size_t len[MAX_SEEN];
+    size_t stop_after; /* 0: never stop */
+} seen_rows;
+
+static int collect(void *ctx, const sdm_outbox_row *row)
+{
+    seen_rows *s = ctx;
+    if (s->n < MAX_SEEN) {
+        s->seq[s->n] = row->seq;
+        snprintf(s->kind[s->n], sizeof(s->kind[0]), "%s", row->kind);
+        s->entry[s->n] = malloc(row->len);
+        memcpy(s->entry[s->n], row->entry, row->len);
+        s->len[s->n] = row->len;
+        s->n++;
+    }
+    return s->stop_after && s->n >= s->stop_after;
+}
+
+static void seen_free(seen_rows *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->entry[i]);
+    s->n = 0;
+}
+
+static seen_rows *peek_all(sdm_outbox_t *ob, uint64_t after, size_t max)
+{
+    seen_rows *s = calloc(1, sizeof(*s));
+    char err[256] = "";
+    int n = sdm_outbox_peek(ob, after, max, collect, s, err, sizeof(err));
+    CU_ASSERT_EQUAL(n, (int)s->n);
+    if (n < 0)
+        fprintf(stderr, "\npeek: %s\n", err);
+    return s;
+}
+
+/* Whether row k of s is the entry that put_entry(i) made. */
+static int row_is(const seen_rows *s, size_t k, uint64_t i)
+{
+    size_t len;
+    uint8_t *e = make_entry(i, &len);
+    int same = s->len[k] == len && memcmp(s->entry[k], e, len) == 0 &&
+               strcmp(s->kind[k], kind_of(i)) == 0;
+    free(e);
+    return same;
+}
+
+static sdm_outbox_counts counts(const sdm_outbox_t *ob)
+{
+    sdm_outbox_counts c;
+    sdm_outbox_get_counts(ob, &c);
+    return c;
+}
+
+#define ASSERT_COUNTS(ob, p, d, r)                                                                 \
+    do {                                                                                           \
+        sdm_outbox_counts c_ = counts(ob);                                                         \
+        CU_ASSERT_EQUAL(c_.pending, (uint64_t)(p));                                                \
+        CU_ASSERT_EQUAL(c_.delivered, (uint64_t)(d));                                              \
+        CU_ASSERT_EQUAL(c_.rejected, (uint64_t)(r));                                               \
+    } while (0)
+
+/* ---- tests --------------------------------------------------------------------------- */
+
+static void test_fifo(void)
+{
+    const char *dir = fresh_dir("fifo");
+    sdm_outbox_t *ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    ASSERT_COUNTS(ob, 0, 0, 0);
+    uint64_t seq[6];
+    for (uint64_t i = 0; i < 6; i++) {
+        seq[i] = put_entry(ob, i);
+        CU_ASSERT(seq[i] > 0);
+        if (i)
+            CU_ASSERT(seq[i] > seq[i - 1]);
+    }
+    ASSERT_COUNTS(ob, 6, 0, 0);
+
+    /* everything, oldest first, byte for byte (row 0 and 5 are over 64 KiB) */
+    seen_rows *s = peek_all(ob, 0, 100);
+    CU_ASSERT_EQUAL_FATAL(s->n, 6);
+    for (size_t k = 0; k < 6; k++) {
+        CU_ASSERT_EQUAL(s->seq[k], seq[k]);
+        CU_ASSERT(row_is(s, k, k));
+    }
+    seen_free(s);
+    free(s);
+
+    /* a window: after the second row, at most two */
+    s = peek_all(ob, seq[1], 2);
+    CU_ASSERT_EQUAL_FATAL(s->n, 2);
+    CU_ASSERT_EQUAL(s->seq[0], seq[2]);
+    CU_ASSERT_EQUAL(s->seq[1], seq[3]);
+    CU_ASSERT(row_is(s, 0, 2) && row_is(s, 1, 3));
+    seen_free(s);
+    free(s);
+
+    /* the callback stops it */
+    s = calloc(1, sizeof(*s));
+    s->stop_after = 1;
+    CU_ASSERT_EQUAL(sdm_outbox_peek(ob, 0, 100, collect, s, NULL, 0), 1);
+    CU_ASSERT_EQUAL(s->n, 1);
+    CU_ASSERT_EQUAL(s->seq[0], seq[0]);
+    seen_free(s);
+    free(s);
+
+    /* nothing after the last */
+    s = peek_all(ob, seq[5], 10);
+    CU_ASSERT_EQUAL(s->n, 0);
+    free(s);
+    /* peeking takes nothing out */
+    ASSERT_COUNTS(ob, 6, 0, 0);
+    sdm_outbox_close(&ob);
+    CU_ASSERT_PTR_NULL(ob);
+    sdm_outbox_close(&ob); /* idempotent */
+}
+
+static int read_rejected(const char *dir, uint64_t seq, char *code, char *msg, size_t cap)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/outbox.db", dir);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int found = 0;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT rejected_code, rejected_message FROM entries WHERE seq = ?",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0)) {
+            snprintf(code, cap, "%s", sqlite3_column_text(st, 0));
+            snprintf(msg, cap, "%s", sqlite3_column_text(st, 1));
+            found = 1;
+        }
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return found;
+}
+
+static void test_done_and_reject(void)
+{
+    const char *dir = fresh_dir("settle");
+    sdm_outbox_t *ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    uint64_t seq[5];
+    for (uint64_t i = 0; i < 5; i++)
+        seq[i] = put_entry(ob, i);
+    char err[256];
+
+    CU_ASSERT_EQUAL(sdm_outbox_done(ob, seq[1], 10, err, sizeof(err)), 1);
+    ASSERT_COUNTS(ob, 4, 1, 0);
+    /* the ledger's answer to a resend counts once */
+    CU_ASSERT_EQUAL(sdm_outbox_done(ob, seq[1], 10, err, sizeof(err)), 0);
+    ASSERT_COUNTS(ob, 4, 1, 0);
+
+    CU_ASSERT_EQUAL(sdm_outbox_reject(ob, seq[3], "unauthorized", "worker key not allowed", err,
+                                      sizeof(err)), 1);
+    ASSERT_COUNTS(ob, 3, 1, 1);
+    CU_ASSERT_EQUAL(sdm_outbox_reject(ob, seq[3], "bad_request", "again", err, sizeof(err)), 0);
+    /* a rejected row is not delivered later, a delivered one not rejected */
+    CU_ASSERT_EQUAL(sdm_outbox_done(ob, seq[3], 11, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(sdm_outbox_reject(ob, seq[1], "bad_request", "late", err, sizeof(err)), 0);
+    /* rows never put */
+    CU_ASSERT_EQUAL(sdm_outbox_done(ob, 999, 12, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(sdm_outbox_done(ob, 0, 12, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(sdm_outbox_reject(ob, 999, "bad_request", NULL, err, sizeof(err)), 0);
+    ASSERT_COUNTS(ob, 3, 1, 1);
+
+    /* neither comes back from peek; the rest keep their order */
+    seen_rows *s = peek_all(ob, 0, 100);
+    CU_ASSERT_EQUAL_FATAL(s->n, 3);
+    CU_ASSERT_EQUAL(s->seq[0], seq[0]);
+    CU_ASSERT_EQUAL(s->seq[1], seq[2]);
+    CU_ASSERT_EQUAL(s->seq[2], seq[4]);
+    CU_ASSERT(row_is(s, 0, 0) && row_is(s, 1, 2) && row_is(s, 2, 4));
+    seen_free(s);
+    free(s);
+
+    /* the rejected row is kept, readable, with the first code and message */
+    char code[128], msg[128];
+    CU_ASSERT_FATAL(read_rejected(dir, seq[3], code, msg, sizeof(code)));
+    CU_ASSERT_STRING_EQUAL(code, "unauthorized");
+    CU_ASSERT_STRING_EQUAL(msg, "worker key not allowed");
+    /* the delivered one is gone from the file */
+    CU_ASSERT_FALSE(read_rejected(dir, seq[1], code, msg, sizeof(code)));
+    sdm_outbox_close(&ob);
+}
+
+static void test_reopen(void)
+{
+    const char *dir = fresh_dir("reopen");
+    sdm_outbox_t *ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    uint64_t seq[4];
+    for (uint64_t i = 0; i < 4; i++)
+        seq[i] = put_entry(ob, i);
+    char err[256];
+    CU_ASSERT_EQUAL(sdm_outbox_done(ob, seq[0], 0, err, sizeof(err)), 1);
+    CU_ASSERT_EQUAL(sdm_outbox_reject(ob, seq[1], "bad_request", "entry: no", err, sizeof(err)), 1);
+    /* the newest row delivered: its number must still never be handed out again */
+    CU_ASSERT_EQUAL(sdm_outbox_done(ob, seq[3], 1, err, sizeof(err)), 1);
+    sdm_outbox_close(&ob);
+
+    ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    ASSERT_COUNTS(ob, 1, 2, 1);
+    seen_rows *s = peek_all(ob, 0, 100);
+    CU_ASSERT_EQUAL_FATAL(s->n, 1);
+    CU_ASSERT_EQUAL(s->seq[0], seq[2]);
+    CU_ASSERT(row_is(s, 0, 2));
+    seen_free(s);
+    free(s);
+    uint64_t next = put_entry(ob, 4);
+    CU_ASSERT(next > seq[3]);
+    ASSERT_COUNTS(ob, 2, 2, 1);
+    sdm_outbox_close(&ob);
+
+    /* and once more: nothing changes by opening */
+    ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    ASSERT_COUNTS(ob, 2, 2, 1);
+    sdm_outbox_close(&ob);
+}
+
+/* A child that puts n rows and leaves with _exit, never closing the database. */
+static void test_exit_without_close(void)
+{
+    const char *dir = fresh_dir("exit");
+    const uint64_t n = 40;
+    fflush(NULL);
+    pid_t pid = fork();
+    CU_ASSERT_FATAL(pid >= 0);
+    if (pid == 0) {
+        char err[256];
+        sdm_outbox_t *ob = sdm_outbox_open(dir, err, sizeof(err));
+        if (!ob)
+            _exit(2);
+        for (uint64_t i = 0; i < n; i++)
+            if (put_entry(ob, i) != i + 1)
+                _exit(3);
+        _exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CU_ASSERT_FATAL(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    sdm_outbox_t *ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    ASSERT_COUNTS(ob, n, 0, 0);
+    seen_rows *s = peek_all(ob, 0, 1000);
+    CU_ASSERT_EQUAL_FATAL(s->n, n);
+    for (uint64_t i = 0; i < n; i++) {
+        CU_ASSERT_EQUAL(s->seq[i], i + 1);
+        CU_ASSERT(row_is(s, i, i));
+    }
+    seen_free(s);
+    free(s);
+    sdm_outbox_close(&ob);
+}
+
+/* A child putting rows as fast as it can, reporting each returned seq down a pipe, killed
+ * with SIGKILL: every reported row is there, in order, intact; at most one more. */
+static void test_sigkill(void)
+{
+    const char *dir = fresh_dir("kill");
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    srand(seed);
+    static const int delays_us[] = {0, 2000, 20000, 60000, 150000};
+    uint64_t total = 0, acked_total = 0;
+    for (size_t round = 0; round < sizeof(delays_us) / sizeof(delays_us[0]); round++) {
+        int fds[2];
+        CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+        fflush(NULL);
+        pid_t pid = fork();
+        CU_ASSERT_FATAL(pid >= 0);
+        if (pid == 0) {
+            close(fds[0]);
+            char err[256];
+            sdm_outbox_t *ob = sdm_outbox_open(dir, err, sizeof(err));
+            if (!ob)
+                _exit(2);
+            for (uint64_t i = total;; i++) {
+                uint64_t seq = put_entry(ob, i);
+                if (seq == 0 || write(fds[1], &seq, sizeof(seq)) != (ssize_t)sizeof(seq))
+                    _exit(3);
+            }
+        }
+        close(fds[1]);
+        int base = delays_us[round];
+        usleep((useconds_t)(base + (base ? rand() % (base / 2 + 1) : 0)));
+        kill(pid, SIGKILL);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        CU_ASSERT(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+        uint64_t seq, next = total + 1;
+        while (read(fds[0], &seq, sizeof(seq)) == (ssize_t)sizeof(seq)) {
+            CU_ASSERT_EQUAL(seq, next);
+            next = seq + 1;
+            acked_total++;
+        }
+        close(fds[0]);
+        uint64_t acked = next - 1; /* rows 1..acked were reported durable */
+
+        sdm_outbox_t *ob = open_ok(dir);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+        sdm_outbox_counts c = counts(ob);
+        CU_ASSERT(c.pending >= acked && c.pending <= acked + 1);
+        seen_rows *s = peek_all(ob, 0, MAX_SEEN);
+        CU_ASSERT_EQUAL(s->n, c.pending);
+        for (size_t k = 0; k < s->n; k++) {
+            CU_ASSERT_EQUAL(s->seq[k], k + 1);
+            CU_ASSERT(row_is(s, k, k));
+        }
+        if (c.pending < acked || c.pending > acked + 1)
+            fprintf(stderr, "\nseed %u round %zu: %" PRIu64 " rows, %" PRIu64 " reported\n", seed,
+                    round, c.pending, acked);
+        total = c.pending;
+        seen_free(s);
+        free(s);
+        sdm_outbox_close(&ob);
+        if (total >= MAX_SEEN - 200)
+            break;
+    }
+    /* the kills fell in the middle of streams, not before the first put */
+    CU_ASSERT(acked_total >= 5);
+    printf("(%" PRIu64 " rows acknowledged over the kills, seed %u) ", acked_total, seed);
+}
+
+/* One thread puts while another peeks and marks done, as the worker's threads do. */
+typedef struct race {
+    sdm_outbox_t *ob;
+    uint64_t n;
+    int failed;
+} race;
+
+static void *putter(void *arg)
+{
+    race *r = arg;
+    for (uint64_t i = 0; i < r->n; i++)
+        if (put_entry(r->ob, i) == 0)
+            r->failed = 1;
+    return NULL;
+}
+
+typedef struct settle_ctx {
+    uint64_t seqs[64];
+    size_t n;
+} settle_ctx;
+
+static int take_seq(void *ctx, const sdm_outbox_row *row)
+{
+    settle_ctx *s = ctx;
+    s->seqs[s->n++] = row->seq;
+    return 0;
+}
+
+static void test_two_threads(void)
+{
+    const char *dir = fresh_dir("threads");
+    sdm_outbox_t *ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    race r = {ob, 150, 0};
+    pthread_t t;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, putter, &r), 0);
+    uint64_t done = 0, last = 0, order_ok = 1;
+    time_t start = time(NULL);
+    while (done < r.n && time(NULL) - start < 60) {
+        settle_ctx s = {.n = 0};
+        char err[256];
+        int n = sdm_outbox_peek(ob, 0, 64, take_seq, &s, err, sizeof(err));
+        CU_ASSERT_FATAL(n >= 0);
+        for (size_t k = 0; k < s.n; k++) {
+            order_ok &= s.seqs[k] > last;
+            last = s.seqs[k];
+            if (sdm_outbox_done(ob, s.seqs[k], done, err, sizeof(err)) == 1)
+                done++;
+        }
+        if (n == 0)
+            usleep(1000);
+    }
+    pthread_join(t, NULL);
+    CU_ASSERT_FALSE(r.failed);
+    CU_ASSERT(order_ok);
+    CU_ASSERT_EQUAL(done, r.n);
+    ASSERT_COUNTS(ob, 0, r.n, 0);
+    sdm_outbox_close(&ob);
+}
+
+static void test_bad_arguments(void)
+{
+    char err[256], dir[512];
+    snprintf(dir, sizeof(dir), "%s", fresh_dir("bad"));
+    err[0] = 0;
+    CU_ASSERT_PTR_NULL(sdm_outbox_open(NULL, err, sizeof(err)));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "dir"));
+    err[0] = 0;
+    CU_ASSERT_PTR_NULL(sdm_outbox_open("", err, sizeof(err)));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "dir"));
+    char missing[600];
+    snprintf(missing, sizeof(missing), "%s/missing", dir);
+    err[0] = 0;
+    CU_ASSERT_PTR_NULL(sdm_outbox_open(missing, err, sizeof(err)));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a directory"));
+
+    /* a SQLite file that is not an outbox is refused, and left as it was */
+    const char *other = fresh_dir("bad-other");
+    char path[600];
+    snprintf(path, sizeof(path), "%s/outbox.db", other);
+    sqlite3 *db = NULL;
+    CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+    CU_ASSERT_EQUAL(sqlite3_exec(db, "CREATE TABLE mine(x); PRAGMA user_version = 7;", NULL, NULL,
+                                 NULL), SQLITE_OK);
+    sqlite3_close(db);
+    err[0] = 0;
+    CU_ASSERT_PTR_NULL(sdm_outbox_open(other, err, sizeof(err)));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "outbox.db"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "version"));
+
+    sdm_outbox_t *ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    uint64_t first = put_entry(ob, 0);
+    size_t len;
+    uint8_t *e = make_entry(1, &len);
+    uint64_t seq = 12345;
+    static const struct {
+        const char *kind;
+        int entry; /* 0: NULL, 1: e, 2: e with a wrong first byte */
+        size_t len;
+        const char *field;
+    } cases[] = {
+        {NULL, 1, 10, "kind"},      {"bogus", 1, 10, "kind"},  {"", 1, 10, "kind"},
+        {"receipt", 0, 10, "entry"}, {"proof", 1, 0, "entry"}, {"proof", 2, 10, "entry"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint8_t bad[10] = {0x93};
+        const uint8_t *p = cases[i].entry == 0 ? NULL : cases[i].entry == 1 ? e : bad;
+        err[0] = 0;
+        CU_ASSERT_EQUAL(sdm_outbox_put(ob, cases[i].kind, p, cases[i].len, &seq, err,
+                                       sizeof(err)), -1);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, cases[i].field));
+        CU_ASSERT_EQUAL(seq, 12345); /* untouched */
+    }
+    free(e);
+    err[0] = 0;
+    CU_ASSERT_EQUAL(sdm_outbox_peek(ob, 0, 0, collect, NULL, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "max"));
+    err[0] = 0;
+    CU_ASSERT_EQUAL(sdm_outbox_peek(ob, 0, 10, NULL, NULL, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cb"));
+    err[0] = 0;
+    CU_ASSERT_EQUAL(sdm_outbox_reject(ob, first, "", "m", err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "code"));
+    CU_ASSERT_EQUAL(sdm_outbox_reject(ob, first, NULL, "m", err, sizeof(err)), -1);
+
+    /* none of it changed anything: one pending row, still the first one */
+    ASSERT_COUNTS(ob, 1, 0, 0);
+    seen_rows *s = peek_all(ob, 0, 100);
+    CU_ASSERT_EQUAL(s->n, 1);
+    if (s->n == 1) {
+        CU_ASSERT_EQUAL(s->seq[0], first);
+        CU_ASSERT(row_is(s, 0, 0));
+    }
+    seen_free(s);
+    free(s);
+    sdm_outbox_close(&ob);
+    /* close is NULL-safe */
+    sdm_outbox_close(NULL);
+    sdm_outbox_close(&ob);
+}
+
+static int register_suites(void)
+{
+    CU_pSuite s = CU_add_suite("outbox", make_root, remove_root);
+    if (!s)
+        return -1;
+    CU_add_test(s, "put and peek keep FIFO order and bytes", test_fifo);
+    CU_add_test(s, "done and reject settle a row once", test_done_and_reject);
+    CU_add_test(s, "rows, counts and numbering survive reopening", test_reopen);
+    CU_add_test(s, "a writer that exits without closing loses nothing", test_exit_without_close);
+    CU_add_test(s, "SIGKILL mid-stream loses nothing acknowledged", test_sigkill);
+    CU_add_test(s, "one thread puts while another settles", test_two_threads);
+    CU_add_test(s, "bad arguments are named and change nothing", test_bad_arguments);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    return test_main(argc, argv, register_suites);
+}
