@@ -598,6 +598,10 @@ sdm_wire_code sdm_envelope_open(const uint8_t *env, size_t env_len, const uint8_
     if (b_len == 0 || !((b[0] & 0xf0) == 0x80 || b[0] == 0xde || b[0] == 0xdf))
         return sdm_wire_fail(err, SDM_WIRE_BAD_REQUEST, "envelope.body: not a msgpack map");
 
+    /* well-formed: body and key are given out from here on, checked or not (see sign.h) */
+    *body = b;
+    *body_len = b_len;
+    memcpy(key, k, SDM_PK_LEN);
     size_t msg_len;
     uint8_t *msg = signed_message(b, b_len, &msg_len);
     if (!msg)
@@ -607,9 +611,6 @@ sdm_wire_code sdm_envelope_open(const uint8_t *env, size_t env_len, const uint8_
     if (bad)
         return sdm_wire_fail(err, SDM_WIRE_UNAUTHORIZED,
                              "envelope.sig: the signature does not verify with envelope.key");
-    *body = b;
-    *body_len = b_len;
-    memcpy(key, k, SDM_PK_LEN);
     return SDM_WIRE_OK;
 }
 

@@ -53,7 +53,8 @@ int sdm_envelope_sign(const sdm_keypair *kp, const uint8_t *body, size_t body_le
 /* Parses an envelope (bounded: it may come from anyone) and checks its signature.
  * On success body points into env and key receives the signer's public key.
  * Returns SDM_WIRE_OK, SDM_WIRE_BAD_REQUEST (malformed, field named) or
- * SDM_WIRE_UNAUTHORIZED (bad signature). */
+ * SDM_WIRE_UNAUTHORIZED (bad signature). On SDM_WIRE_UNAUTHORIZED body, body_len and key are
+ * set too (to the unverified values, for diagnostics); on BAD_REQUEST they are untouched. */
 sdm_wire_code sdm_envelope_open(const uint8_t *env, size_t env_len, const uint8_t **body,
                                 size_t *body_len, uint8_t key[SDM_PK_LEN], sdm_wire_error *err);
 
