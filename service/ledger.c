@@ -356,7 +356,8 @@ static void do_rewards(sdm_ledger_t *l, ljob *j)
         reply_error(j, SDM_WIRE_INTERNAL, "rewards: out of memory");
         goto out;
     }
-    qsort(c.rows, c.n, sizeof(*c.rows), credit_cmp);
+    if (c.n)
+        qsort(c.rows, c.n, sizeof(*c.rows), credit_cmp);
     size_t n_in = 0;
     for (size_t i = 0; i < c.n; i++) {
         if (n_in == 0 || strcmp(in[n_in - 1].name, c.rows[i].name) != 0)
