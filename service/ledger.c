@@ -27,7 +27,7 @@
 #include "sign.h"
 #include "wire.h"
 
-#define WRITER_EP "inproc://sdm-ledger-writer"
+#define WRITER_EP "inproc://sdm-ledger-writer" /* checked appends */
 #define DONE_EP "inproc://sdm-ledger-done"
 #define MAX_PROOF 64
 
@@ -36,17 +36,29 @@ typedef struct ljob {
     sdm_ledger_request req;
     sdm_body body; /* append: the checked body */
     msgpack_sbuffer reply;
+    struct ljob *next; /* in the check queue */
 } ljob;
+
+#define MAX_CHECKERS 16
 
 struct sdm_ledger {
     sdm_ledger_opts opts;
     char endpoint[256];
     void *ctx;
     void *front;
-    void *to_writer; /* PUSH, I/O side */
-    void *done;      /* PULL, I/O side: appends answered by the writer */
+    void *to_writer; /* PUSH, I/O side: only the final stop message */
+    void *writer_in; /* PULL bound in sdm_ledger_new, owned by the writer thread */
+    void *done;      /* PULL, I/O side: appends answered by a checker or the writer */
     pthread_t writer;
     int writer_started;
+
+    /* appends waiting for their signature and body check; checkers take them */
+    pthread_mutex_t check_mu;
+    pthread_cond_t check_cv;
+    ljob *check_head, *check_tail;
+    int checkers_stop;
+    pthread_t checkers[MAX_CHECKERS];
+    int n_checkers;
     uint32_t outstanding; /* I/O thread only */
     int stop_pipe[2];
     volatile sig_atomic_t stop_requested;
@@ -442,12 +454,11 @@ static void *writer_main(void *arg)
 {
     sdm_ledger_t *l = arg;
     uint32_t max_group = l->opts.max_group;
-    void *in = zmq_socket(l->ctx, ZMQ_PULL);
+    void *in = l->writer_in; /* handed over by sdm_ledger_new (thread creation is a barrier) */
     void *out = zmq_socket(l->ctx, ZMQ_PUSH);
     ljob **group = calloc(max_group, sizeof(*group));
     sdm_ledger_item *items = calloc(max_group, sizeof(*items));
-    if (!in || !out || !group || !items || zmq_connect(in, WRITER_EP) != 0 ||
-        zmq_connect(out, DONE_EP) != 0) {
+    if (!out || !group || !items || zmq_connect(out, DONE_EP) != 0) {
         logf_(l, "writer: cannot start (%s)", zmq_strerror(zmq_errno()));
         goto out;
     }
@@ -514,11 +525,68 @@ static void *writer_main(void *arg)
 out:
     free(group);
     free(items);
-    if (in)
-        zmq_close(in);
     if (out)
         zmq_close(out);
     return NULL;
+}
+
+/* Checker threads: an append's signature check (most of its CPU) and body check run here,
+ * off the I/O thread, so that reads stay quick and several cores verify at once. A checked
+ * append goes on to the writer; a refused one goes back to the I/O thread with its error. */
+static void *checker_main(void *arg)
+{
+    sdm_ledger_t *l = arg;
+    void *to_writer = zmq_socket(l->ctx, ZMQ_PUSH);
+    void *to_done = zmq_socket(l->ctx, ZMQ_PUSH);
+    int hwm = 0;
+    if (to_writer)
+        zmq_setsockopt(to_writer, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    if (to_done)
+        zmq_setsockopt(to_done, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    int ok = to_writer && to_done && zmq_connect(to_writer, WRITER_EP) == 0 &&
+             zmq_connect(to_done, DONE_EP) == 0;
+    if (!ok)
+        logf_(l, "checker: cannot connect (%s)", zmq_strerror(zmq_errno()));
+    for (;;) {
+        pthread_mutex_lock(&l->check_mu);
+        while (!l->check_head && !l->checkers_stop)
+            pthread_cond_wait(&l->check_cv, &l->check_mu);
+        ljob *j = l->check_head;
+        if (j) {
+            l->check_head = j->next;
+            if (!l->check_head)
+                l->check_tail = NULL;
+            j->next = NULL;
+        }
+        pthread_mutex_unlock(&l->check_mu);
+        if (!j)
+            break; /* stopping and nothing left */
+        void *dest = to_done;
+        if (!ok)
+            reply_error(j, SDM_WIRE_INTERNAL, "append: the checker cannot reach the writer");
+        else if (check_append(l, j) == 0)
+            dest = to_writer;
+        while (send_ptr(dest, j) != 0 && zmq_errno() == EINTR)
+            ;
+    }
+    if (to_writer)
+        zmq_close(to_writer);
+    if (to_done)
+        zmq_close(to_done);
+    return NULL;
+}
+
+static void check_enqueue(sdm_ledger_t *l, ljob *j)
+{
+    pthread_mutex_lock(&l->check_mu);
+    j->next = NULL;
+    if (l->check_tail)
+        l->check_tail->next = j;
+    else
+        l->check_head = j;
+    l->check_tail = j;
+    pthread_cond_signal(&l->check_cv);
+    pthread_mutex_unlock(&l->check_mu);
 }
 
 /* ---- the loop ------------------------------------------------------------------------ */
@@ -549,18 +617,15 @@ static void handle_request(sdm_ledger_t *l, ljob *j)
     case SDM_LOP_HISTORY: do_history(l, j); break;
     case SDM_LOP_REWARDS: do_rewards(l, j); break;
     case SDM_LOP_APPEND:
-        if (check_append(l, j) != 0)
-            break;
         if (l->stop_requested) {
             reply_error(j, SDM_WIRE_BUSY, "the ledger is shutting down");
         } else if (l->outstanding >= l->opts.queue_depth) {
             reply_error(j, SDM_WIRE_BUSY, "append: %u entries already waiting; retry later",
                         l->outstanding);
-        } else if (send_ptr(l->to_writer, j) != 0) {
-            reply_error(j, SDM_WIRE_INTERNAL, "cannot reach the writer thread");
         } else {
             l->outstanding++;
-            return; /* answered by the writer */
+            check_enqueue(l, j);
+            return; /* answered by a checker or the writer */
         }
         break;
     }
@@ -686,6 +751,8 @@ sdm_ledger_t *sdm_ledger_new(const sdm_ledger_opts *opts, char *err, size_t err_
     }
     l->opts = *opts;
     l->stop_pipe[0] = l->stop_pipe[1] = -1;
+    pthread_mutex_init(&l->check_mu, NULL);
+    pthread_cond_init(&l->check_cv, NULL);
     l->opts.listen = strdup(opts->listen ? opts->listen : SDM_LEDGER_DEFAULT_ENDPOINT);
     l->opts.data_dir = strdup(opts->data_dir);
     l->opts.workers = dupstr(opts->workers);
@@ -698,6 +765,15 @@ sdm_ledger_t *sdm_ledger_new(const sdm_ledger_opts *opts, char *err, size_t err_
         l->opts.queue_depth = 8192;
     if (!l->opts.max_group)
         l->opts.max_group = 1024;
+    if (!l->opts.checkers) {
+        /* signature checks are most of an append's CPU; the I/O thread and the writer
+         * mostly wait, so the checkers get one thread a core */
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        l->opts.checkers = cpus > 1 ? (uint32_t)cpus : 1;
+    }
+    if (l->opts.checkers > MAX_CHECKERS)
+        l->opts.checkers = MAX_CHECKERS;
+
 
     if (!l->opts.curve_secret && !l->opts.insecure_bind &&
         !sdm_net_is_local_endpoint(l->opts.listen)) {
@@ -764,8 +840,9 @@ sdm_ledger_t *sdm_ledger_new(const sdm_ledger_opts *opts, char *err, size_t err_
     }
     l->front = zmq_socket(l->ctx, ZMQ_ROUTER);
     l->to_writer = zmq_socket(l->ctx, ZMQ_PUSH);
+    l->writer_in = zmq_socket(l->ctx, ZMQ_PULL);
     l->done = zmq_socket(l->ctx, ZMQ_PULL);
-    if (!l->front || !l->to_writer || !l->done) {
+    if (!l->front || !l->to_writer || !l->writer_in || !l->done) {
         snprintf(err, err_len, "zmq_socket: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
@@ -774,11 +851,13 @@ sdm_ledger_t *sdm_ledger_new(const sdm_ledger_opts *opts, char *err, size_t err_
     zmq_setsockopt(l->front, ZMQ_MAXMSGSIZE, &l->opts.max_msg, sizeof(l->opts.max_msg));
     /* the queue bound is ours (outstanding); inproc must never drop or block on it */
     zmq_setsockopt(l->to_writer, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+    zmq_setsockopt(l->writer_in, ZMQ_RCVHWM, &hwm, sizeof(hwm));
     zmq_setsockopt(l->done, ZMQ_RCVHWM, &hwm, sizeof(hwm));
     if (l->opts.curve_secret &&
         sdm_net_curve_server(l->front, l->opts.curve_secret, err, err_len) != 0)
         goto fail;
-    if (zmq_bind(l->to_writer, WRITER_EP) != 0 || zmq_bind(l->done, DONE_EP) != 0) {
+    if (zmq_bind(l->writer_in, WRITER_EP) != 0 || zmq_bind(l->done, DONE_EP) != 0 ||
+        zmq_connect(l->to_writer, WRITER_EP) != 0) {
         snprintf(err, err_len, "inproc bind: %s", zmq_strerror(zmq_errno()));
         goto fail;
     }
@@ -793,6 +872,13 @@ sdm_ledger_t *sdm_ledger_new(const sdm_ledger_opts *opts, char *err, size_t err_
         goto fail;
     }
     l->writer_started = 1;
+    for (uint32_t i = 0; i < l->opts.checkers; i++) {
+        if (pthread_create(&l->checkers[i], NULL, checker_main, l) != 0) {
+            snprintf(err, err_len, "cannot start the checker threads");
+            goto fail;
+        }
+        l->n_checkers++;
+    }
     logf_(l, "origin %s, %llu entries, %s", sdm_ledger_log_origin(l->log),
           (unsigned long long)sdm_ledger_log_size(l->log),
           l->any_worker ? "any worker key accepted (no --workers)" : "worker allow-list on");
@@ -825,6 +911,13 @@ void sdm_ledger_destroy(sdm_ledger_t **self_p)
     if (!self_p || !*self_p)
         return;
     sdm_ledger_t *l = *self_p;
+    /* the checkers finish what is queued (nothing, after a clean run) and go */
+    pthread_mutex_lock(&l->check_mu);
+    l->checkers_stop = 1;
+    pthread_cond_broadcast(&l->check_cv);
+    pthread_mutex_unlock(&l->check_mu);
+    for (int i = 0; i < l->n_checkers; i++)
+        pthread_join(l->checkers[i], NULL);
     if (l->writer_started) {
         send_ptr(l->to_writer, NULL);
         pthread_join(l->writer, NULL);
@@ -834,8 +927,8 @@ void sdm_ledger_destroy(sdm_ledger_t **self_p)
         while (zmq_recv(l->done, &p, sizeof(p), ZMQ_DONTWAIT) == (int)sizeof(p))
             job_free(p);
     }
-    void *socks[] = {l->front, l->to_writer, l->done};
-    for (size_t i = 0; i < 3; i++)
+    void *socks[] = {l->front, l->to_writer, l->writer_in, l->done};
+    for (size_t i = 0; i < 4; i++)
         if (socks[i])
             zmq_close(socks[i]);
     if (l->zap)
@@ -846,6 +939,8 @@ void sdm_ledger_destroy(sdm_ledger_t **self_p)
     sdm_ledger_log_close(&l->log);
     sdm_keypair_destroy(&l->kp);
     free(l->workers);
+    pthread_mutex_destroy(&l->check_mu);
+    pthread_cond_destroy(&l->check_cv);
     for (int i = 0; i < 2; i++)
         if (l->stop_pipe[i] >= 0)
             close(l->stop_pipe[i]);

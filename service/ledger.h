@@ -2,11 +2,11 @@
  * (SPEC §6 "Ledger", §7). docs/ledger.md describes it for operators.
  *
  * The I/O thread (the caller of sdm_ledger_run) owns the ROUTER socket: it decodes every
- * frame, checks an append's envelope (signature, worker allow-list, body), answers every
- * read itself, and hands checked appends to the writer thread through a bounded queue. The
- * writer takes whatever has queued up as one group, commits it in one SQLite transaction
- * (one fsync for the whole group) with a freshly signed checkpoint, and only then are the
- * appends answered.
+ * frame, answers every read itself, and queues appends (bounded: `busy` beyond queue_depth)
+ * for the checker threads, which check the envelope (signature, worker allow-list, body) and
+ * pass it to the writer thread. The writer takes whatever has queued up as one group,
+ * commits it in one SQLite transaction (one fsync for the whole group) with a freshly signed
+ * checkpoint, and only then are the appends answered.
  */
 #ifndef SDM_SERVICE_LEDGER_H
 #define SDM_SERVICE_LEDGER_H
@@ -28,6 +28,8 @@ typedef struct sdm_ledger_opts {
     int64_t max_msg;          /* ZMQ_MAXMSGSIZE; 0: 64 MiB */
     uint32_t queue_depth;     /* appends waiting for the writer before `busy`; 0: 8192 */
     uint32_t max_group;       /* appends per commit at most; 0: 1024 */
+    uint32_t checkers;        /* threads checking signatures and bodies; 0: one a core, at
+                                 least 1, at most 16 */
     int quiet;
 } sdm_ledger_opts;
 

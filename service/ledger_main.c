@@ -40,6 +40,7 @@ static void usage(FILE *out)
             "  --max-msg BYTES       largest request frame (default 67108864)\n"
             "  --queue N             appends waiting for a commit before `busy` (default 8192)\n"
             "  --group N             appends per commit at most (default 1024)\n"
+            "  --checkers N          threads checking signatures (default: one a core)\n"
             "  --quiet               no log lines on standard error\n"
             "  --help                this text\n",
             SDM_LEDGER_DEFAULT_ENDPOINT);
@@ -69,6 +70,7 @@ int main(int argc, char **argv)
         {"curve-secret", required_argument, 0, 'c'}, {"allow", required_argument, 0, 'a'},
         {"insecure-bind", no_argument, 0, 'i'}, {"max-msg", required_argument, 0, 'm'},
         {"queue", required_argument, 0, 'q'},   {"group", required_argument, 0, 'g'},
+        {"checkers", required_argument, 0, 'k'},
         {"quiet", no_argument, 0, 'Q'},         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     int c;
@@ -96,6 +98,11 @@ int main(int argc, char **argv)
             if (parse_long("--group", optarg, 1, 1 << 20, &v) != 0)
                 return 2;
             o.max_group = (uint32_t)v;
+            break;
+        case 'k':
+            if (parse_long("--checkers", optarg, 1, 16, &v) != 0)
+                return 2;
+            o.checkers = (uint32_t)v;
             break;
         case 'Q': o.quiet = 1; break;
         case 'h': usage(stdout); return 0;
