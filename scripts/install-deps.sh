@@ -10,7 +10,7 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
     build-essential cmake pkg-config \
     libopenblas-openmp-dev liblapacke-dev \
-    libzmq3-dev libmsgpack-dev libsodium-dev libssl-dev libsqlite3-dev \
+    libzmq3-dev libmsgpack-dev libsodium-dev libssl-dev libsqlite3-dev zlib1g-dev \
     libcunit1-dev \
     python3 python3-numpy python3-zmq python3-msgpack python3-sklearn python3-nacl \
     golang-go golang-golang-x-mod-dev
