@@ -1,5 +1,6 @@
 /* cli_main.c - `sediment`, the command-line client: info, register, contribute, attribute,
- * stats against a worker; verify and keygen offline.
+ * stats against a worker; verify and keygen offline; and the auditing tools of a ledger:
+ * ledger-info, ledger-key, checkpoint, prove, consistency, audit, append, history, rewards.
  *
  * Exit status: 0 success; 1 the server answered with an error (or did not answer, or
  * answered nonsense), or verification failed; 2 a usage or local error (bad option,
@@ -11,6 +12,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,9 +22,13 @@
 #include <unistd.h>
 
 #include <sodium.h>
+#include <sqlite3.h>
 #include <zmq.h>
 
+#include "body.h"
 #include "fileio.h"
+#include "merkle.h"
+#include "note.h"
 #include "npy.h"
 #include "sediment/client.h"
 #include "sign.h"
@@ -30,6 +36,7 @@
 #define EXIT_SERVER 1
 #define EXIT_USAGE 2
 #define DEFAULT_ENDPOINT "tcp://127.0.0.1:7710"
+#define DEFAULT_LEDGER "tcp://127.0.0.1:7720"
 #define DEFAULT_TIMEOUT_S 60.0
 
 typedef struct globals {
@@ -40,7 +47,8 @@ typedef struct globals {
     const char *curve_key;
 } globals;
 
-static const char *s_cmd = NULL; /* the command running, for messages */
+static const char *s_cmd = NULL;        /* the command running, for messages */
+static const char *s_server = "worker"; /* what it talks to, for messages */
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -87,6 +95,17 @@ static const char s_usage[] =
     "  stats        the worker's counters\n"
     "  verify       check a saved receipt or proof offline\n"
     "  keygen       make a CURVE key pair for encrypted connections\n"
+    "\n"
+    "ledger commands (--ledger E, default tcp://127.0.0.1:7720 or $SEDIMENT_LEDGER):\n"
+    "  ledger-info  the ledger's origin, size, key, verifier key and worker allow-list\n"
+    "  ledger-key   print the ledger's note verifier key (from the ledger or its data dir)\n"
+    "  checkpoint   fetch the signed checkpoint, verify it, optionally save it\n"
+    "  prove        prove that an entry is in the log: signature, leaf hash, inclusion path\n"
+    "  consistency  prove that a saved checkpoint's log is a prefix of a newer one\n"
+    "  audit        fetch every entry, check each signature and body, recompute the root\n"
+    "  append       append a saved receipt or proof to the ledger\n"
+    "  history      the entries touching a contributor\n"
+    "  rewards      split a pool among contributors by their attribution shares\n"
     "\n"
     "global options (before or after the command):\n"
     "  --endpoint E            the worker's ZeroMQ endpoint\n"
@@ -320,7 +339,7 @@ static int call_failed(const globals *g, sdm_client_t *c, sdm_client_status st)
         printf("}}\n");
     }
     if (sdm_client_status_is_server(st))
-        fprintf(stderr, "sediment %s: the worker replied %s: %s\n", s_cmd,
+        fprintf(stderr, "sediment %s: the %s replied %s: %s\n", s_cmd, s_server,
                 sdm_client_status_str(st), msg);
     else
         fprintf(stderr, "sediment %s: %s: %s\n", s_cmd, sdm_client_status_str(st), msg);
@@ -1533,6 +1552,1499 @@ done:
     return rc;
 }
 
+/* ---- ledger: shared pieces ------------------------------------------------------------ */
+
+static const char s_help_ledger_info[] =
+    "usage: sediment ledger-info [--ledger E]\n"
+    "\n"
+    "Prints the ledger's version, origin, size, Ed25519 key, its note verifier key (computed\n"
+    "here from the origin and the key) and the worker keys it accepts entries from.\n"
+    "The endpoint is --ledger, else $SEDIMENT_LEDGER, else tcp://127.0.0.1:7720.\n";
+
+static const char s_help_ledger_key[] =
+    "usage: sediment ledger-key [--ledger E]\n"
+    "       sediment ledger-key --data DIR [--origin NAME]\n"
+    "\n"
+    "Prints the ledger's note verifier key, <origin>+<key id>+<base64 key>, the form Go's\n"
+    "golang.org/x/mod/sumdb/note reads and that --vkey takes. With --ledger it comes from\n"
+    "the ledger's info (as trustworthy as the connection: publish it from --data). With\n"
+    "--data it is read from DIR/ledger.pub and the origin stored in DIR/ledger.db, or\n"
+    "--origin when given.\n";
+
+/* The trust options, described in the help of every command that verifies checkpoints. */
+#define TRUST_HELP                                                                                 \
+    "\n"                                                                                           \
+    "Trust: checkpoints must be signed by the verifier key given with --vkey KEY or\n"             \
+    "--vkey-file FILE (as `sediment ledger-key` prints it). --tofu instead trusts the key\n"       \
+    "the ledger reports about itself, which proves nothing against a lying ledger; the\n"          \
+    "output says so.\n"
+
+/* TRUST_HELP on a line of its own, which clang-format would glue onto the text before it */
+/* clang-format off */
+static const char s_help_checkpoint[] =
+    "usage: sediment checkpoint [--ledger E] (--vkey KEY | --vkey-file FILE | --tofu)\n"
+    "                           [--out FILE]\n"
+    "\n"
+    "Fetches the ledger's latest signed checkpoint (a C2SP tlog-checkpoint signed as a\n"
+    "signed-note), verifies its signature and prints its origin, size and root. --out saves\n"
+    "the note exactly as signed, for `prove --checkpoint` and `consistency --old` later.\n"
+    TRUST_HELP;
+
+static const char s_help_prove[] =
+    "usage: sediment prove [--ledger E] --index I [--checkpoint FILE] [--entry FILE]\n"
+    "                      [--entry-out FILE] (--vkey KEY | --vkey-file FILE | --tofu)\n"
+    "\n"
+    "Proves that entry I is in the log: verifies the checkpoint (the saved FILE, or the\n"
+    "ledger's latest), fetches entry I and its inclusion proof for the checkpoint's size,\n"
+    "checks the entry's signature, that its leaf hash is SHA-256(0x00 || entry), and that\n"
+    "the path leads from it to the checkpoint's root. --entry FILE proves an envelope you\n"
+    "hold (a saved receipt or proof): it must be byte-identical to entry I. --entry-out\n"
+    "saves the entry. Exit status 1 when any check fails or I is beyond the checkpoint.\n"
+    TRUST_HELP;
+
+static const char s_help_consistency[] =
+    "usage: sediment consistency [--ledger E] --old FILE [--new FILE] [--out FILE]\n"
+    "                            (--vkey KEY | --vkey-file FILE | --tofu)\n"
+    "\n"
+    "Proves that the log a saved checkpoint (--old) describes is a prefix of a newer one\n"
+    "(--new FILE, or the ledger's latest): both must be signed by the trusted key, and the\n"
+    "ledger's consistency proof must link the two roots (RFC 9162). A failure means the\n"
+    "ledger rewrote or forked its past. --out saves the newer checkpoint once it is proven,\n"
+    "so that a monitor can run `consistency --old F --out F` again and again.\n"
+    TRUST_HELP;
+
+static const char s_help_audit[] =
+    "usage: sediment audit [--ledger E] (--vkey KEY | --vkey-file FILE | --tofu)\n"
+    "                      [--checkpoint FILE] [--workers FILE] [--window N] [--jobs N]\n"
+    "                      [--progress] [--progress-every N]\n"
+    "\n"
+    "Audits the whole log of a checkpoint (the saved FILE, or the ledger's latest): fetches\n"
+    "every entry 0..size-1 (--window requests in flight, default 64), checks each\n"
+    "envelope's signature and body as the ledger must have, and with --workers (64 hex\n"
+    "digits a line, # comments) that its signer is listed; then recomputes the Merkle root\n"
+    "from all the entries and compares it with the checkpoint's. The checks run on --jobs\n"
+    "threads (default: one per CPU). --progress prints progress on stderr every 10000\n"
+    "entries (or every --progress-every N). Exit status 1 when any entry is bad or the root\n"
+    "differs; --json prints {ok, size, root_ok, entries_ok, bad: [{index, why}], ...}.\n"
+    TRUST_HELP;
+/* clang-format on */
+
+static const char s_help_append[] =
+    "usage: sediment append [--ledger E] FILE\n"
+    "\n"
+    "Appends a saved receipt or proof (--receipt-out, --proof-out, prove --entry-out) to the\n"
+    "ledger and prints its index, leaf hash and the log's new size. The same envelope\n"
+    "again gets the same index (duplicate). A bad signature, a worker key the ledger does\n"
+    "not allow, or a malformed body is refused (exit 1).\n";
+
+static const char s_help_history[] =
+    "usage: sediment history [--ledger E] --contributor NAME [--since T] [--until T]\n"
+    "                        [--limit N]\n"
+    "\n"
+    "Lists the ledger's entries touching a contributor, oldest first: receipts of its\n"
+    "batches and its shards' scores and shares in attribution proofs. T is unix nanoseconds\n"
+    "or UTC time as 2026-11-21T22:34:21Z (fractions allowed); the window is since <= t <\n"
+    "until. --limit is 1 to 100000 (default 1000). This is the ledger's index, not a proof:\n"
+    "`prove --index` checks any entry it names.\n";
+
+static const char s_help_rewards[] =
+    "usage: sediment rewards [--ledger E] --pool N [--since T] [--until T] [--model M]\n"
+    "\n"
+    "Splits a pool of N units among contributors by their summed shares in the attribution\n"
+    "proofs of the window (and of model M), exactly, by largest remainder. Contributors\n"
+    "whose summed score is negative are flagged and get nothing. T as for history.\n";
+
+static const char *default_ledger(void)
+{
+    const char *e = getenv("SEDIMENT_LEDGER");
+    return e && *e ? e : DEFAULT_LEDGER;
+}
+
+static sdm_client_t *make_ledger_client(const globals *g, const char *ledger, int *rc)
+{
+    globals lg = *g;
+    lg.endpoint = ledger ? ledger : default_ledger();
+    s_server = "ledger";
+    return make_client(&lg, rc);
+}
+
+/* A verification that did not hold (exit 1), or a malformed file (exit 2): the reason on
+ * stderr and, with --json, as {"ok": false, "problem": ...} on stdout. Returns rc. */
+static int check_failed(const globals *g, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int check_failed(const globals *g, int rc, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (g->json) {
+        printf("{\"ok\": false, \"problem\": ");
+        print_json_str(stdout, msg);
+        printf("}\n");
+    }
+    fprintf(stderr, "sediment %s: %s\n", s_cmd, msg);
+    return rc;
+}
+
+/* Which key a command trusts to have signed checkpoints. */
+typedef struct trust_opts {
+    const char *vkey;
+    const char *vkey_file;
+    int tofu;
+    char *resolved; /* the verifier key in use (malloc'd) */
+} trust_opts;
+
+/* Strips surrounding whitespace in place; returns the start. */
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+        s[--n] = 0;
+    return s;
+}
+
+/* Checks the trust options before anything is fetched; reads --vkey-file. 0 or an exit
+ * status (message printed). */
+static int trust_prepare(trust_opts *t)
+{
+    int n = !!t->vkey + !!t->vkey_file + !!t->tofu;
+    if (n == 0)
+        return usage_error("say which key signs the checkpoints: --vkey KEY, --vkey-file FILE "
+                           "(from `sediment ledger-key`), or --tofu to trust the key the ledger "
+                           "reports");
+    if (n > 1)
+        return usage_error("give one of --vkey, --vkey-file and --tofu");
+    char err[512];
+    if (t->vkey_file) {
+        uint8_t *b;
+        size_t len;
+        if (read_file(t->vkey_file, 4096, &b, &len, err, sizeof(err)) != 0)
+            return local_error("--vkey-file %s", err);
+        char *text = malloc(len + 1);
+        if (!text) {
+            free(b);
+            return local_error("out of memory");
+        }
+        memcpy(text, b, len);
+        text[len] = 0;
+        int has_nul = memchr(b, 0, len) != NULL;
+        free(b);
+        char *k = trim(text);
+        if (has_nul || strchr(k, '\n') || !*k) {
+            free(text);
+            return local_error("--vkey-file %s: expected one line, the verifier key", t->vkey_file);
+        }
+        t->resolved = strdup(k);
+        free(text);
+        if (!t->resolved)
+            return local_error("out of memory");
+    } else if (t->vkey) {
+        t->resolved = strdup(t->vkey);
+        if (!t->resolved)
+            return local_error("out of memory");
+    } else {
+        return 0; /* --tofu: resolved from the ledger's info */
+    }
+    sdm_note_verifier v;
+    if (sdm_note_verifier_parse(t->resolved, &v, err, sizeof(err)) != SDM_NOTE_OK) {
+        int rc = t->vkey_file ? local_error("--vkey-file %s: %s", t->vkey_file, err)
+                              : usage_error("--vkey: %s", err);
+        free(t->resolved);
+        t->resolved = NULL;
+        return rc;
+    }
+    return 0;
+}
+
+/* With --tofu, asks the ledger for its origin and key. 0 or an exit status. */
+static int trust_resolve(const globals *g, sdm_client_t *c, trust_opts *t)
+{
+    if (t->resolved)
+        return 0;
+    sdm_reply_t *r;
+    sdm_client_status st = sdm_client_ledger_info(c, &r);
+    if (st != SDM_CLIENT_OK)
+        return call_failed(g, c, st);
+    t->resolved =
+        sdm_client_verifier_key(sdm_reply_str(r, "origin"), sdm_reply_bin(r, "ledger_key", NULL));
+    sdm_reply_destroy(&r);
+    if (!t->resolved)
+        return check_failed(g, EXIT_SERVER,
+                            "--tofu: the ledger's origin is not a valid key "
+                            "name, so no key can vouch for its checkpoints");
+    fprintf(stderr,
+            "sediment %s: --tofu: trusting the key the ledger reports, %s; compare it "
+            "with the one its operator publishes\n",
+            s_cmd, t->resolved);
+    return 0;
+}
+
+static const char *trust_name(const trust_opts *t)
+{
+    return t->tofu ? "tofu" : "vkey";
+}
+
+/* Verifies a checkpoint note; what: "the ledger's checkpoint" or the file's name. from_file:
+ * a malformed note is the user's file (exit 2) rather than the ledger's fault (exit 1).
+ * 0 or an exit status (reported). */
+static int open_checkpoint(const globals *g, const char *note, size_t len, const char *vkey,
+                           const char *what, int from_file, sdm_ledger_checkpoint *cp)
+{
+    char err[512];
+    sdm_client_status st = sdm_client_checkpoint_verify(note, len, vkey, cp, err, sizeof(err));
+    if (st == SDM_CLIENT_OK)
+        return 0;
+    if (st == SDM_CLIENT_NOMEM)
+        return local_error("out of memory");
+    int rc = st == SDM_CLIENT_BAD_REPLY && from_file ? EXIT_USAGE : EXIT_SERVER;
+    return check_failed(g, rc, "%s does not verify: %s", what, err);
+}
+
+/* Reads and verifies a saved checkpoint; *note (malloc'd, NUL-terminated) may be NULL. */
+static int load_checkpoint(const globals *g, const char *path, const char *vkey,
+                           sdm_ledger_checkpoint *cp, char **note)
+{
+    uint8_t *b;
+    size_t len;
+    char err[512];
+    if (read_file(path, 1 << 16, &b, &len, err, sizeof(err)) != 0)
+        return local_error("%s", err);
+    char *text = malloc(len + 1);
+    if (!text) {
+        free(b);
+        return local_error("out of memory");
+    }
+    memcpy(text, b, len);
+    text[len] = 0;
+    free(b);
+    int rc = open_checkpoint(g, text, len, vkey, path, 1, cp);
+    if (rc == 0 && note)
+        *note = text;
+    else
+        free(text);
+    return rc;
+}
+
+/* Fetches and verifies the ledger's latest checkpoint; *note as above. */
+static int fetch_checkpoint(const globals *g, sdm_client_t *c, const char *vkey,
+                            sdm_ledger_checkpoint *cp, char **note)
+{
+    sdm_reply_t *r;
+    sdm_client_status st = sdm_client_ledger_checkpoint(c, &r);
+    if (st != SDM_CLIENT_OK)
+        return call_failed(g, c, st);
+    const char *text = sdm_reply_str(r, "checkpoint");
+    int rc = open_checkpoint(g, text, strlen(text), vkey, "the ledger's checkpoint", 0, cp);
+    if (rc == 0 && note && !(*note = strdup(text)))
+        rc = local_error("out of memory");
+    sdm_reply_destroy(&r);
+    return rc;
+}
+
+static void print_json_hex(FILE *f, const uint8_t *b, size_t n)
+{
+    fputc('"', f);
+    print_hex(f, b, n);
+    fputc('"', f);
+}
+
+/* "<origin>", size, root as JSON members (after an opening brace and other members). */
+static void print_checkpoint_json(const sdm_ledger_checkpoint *cp)
+{
+    printf("\"origin\": ");
+    print_json_str(stdout, cp->origin);
+    printf(", \"size\": %" PRIu64 ", \"root\": ", cp->size);
+    print_json_hex(stdout, cp->root, 32);
+}
+
+static void print_checkpoint_line(const char *label, const sdm_ledger_checkpoint *cp,
+                                  const char *suffix)
+{
+    printf("%-11s %s, size %" PRIu64 ", root ", label, cp->origin, cp->size);
+    print_hex(stdout, cp->root, 32);
+    printf("%s\n", suffix);
+}
+
+static void print_trust_line(const trust_opts *t)
+{
+    if (t->tofu)
+        printf("trust       --tofu: the key the ledger reports about itself, not checked "
+               "against a published one\n");
+    printf("signed by   %s (signature ok)\n", t->resolved);
+}
+
+/* Index and sizes: a decimal u64. */
+static int parse_index(const char *opt, const char *v, uint64_t *out)
+{
+    if (parse_u64(v, out) != 0)
+        return usage_error("%s: '%s' is not an unsigned integer", opt, v);
+    return 0;
+}
+
+/* ---- ledger-info and ledger-key ----------------------------------------------------- */
+
+static int cmd_ledger_info(globals *g, int argc, char **argv)
+{
+    const char *ledger = NULL;
+    const value_opt opts[] = {{"--ledger", &ledger}};
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_ledger_info, stdout);
+            return 0;
+        }
+        int r = command_opt(g, argc, argv, &i, opts, 1);
+        if (r)
+            return r;
+    }
+    int rc = 0;
+    sdm_client_t *c = make_ledger_client(g, ledger, &rc);
+    if (!c)
+        return rc;
+    sdm_reply_t *r;
+    sdm_client_status st = sdm_client_ledger_info(c, &r);
+    if (st != SDM_CLIENT_OK) {
+        rc = call_failed(g, c, st);
+        sdm_client_destroy(&c);
+        return rc;
+    }
+    sdm_client_destroy(&c);
+    const char *origin = sdm_reply_str(r, "origin");
+    const uint8_t *key = sdm_reply_bin(r, "ledger_key", NULL);
+    char *vkey = sdm_client_verifier_key(origin, key);
+    int64_t n_workers = sdm_reply_count(r, "workers");
+    if (g->json) {
+        char *j = sdm_reply_json(r);
+        if (!j) {
+            rc = local_error("out of memory");
+        } else {
+            /* the reply as received, plus the verifier key computed here */
+            j[strlen(j) - 1] = 0;
+            printf("%s, \"verifier_key\": ", j);
+            if (vkey)
+                print_json_str(stdout, vkey);
+            else
+                printf("null");
+            printf("}\n");
+            free(j);
+        }
+    } else {
+        uint64_t size = 0;
+        (void)sdm_reply_u64(r, "size", &size);
+        printf("version     %s\norigin      %s\nsize        %" PRIu64 "\nledger key  ",
+               sdm_reply_str(r, "version"), origin, size);
+        print_hex(stdout, key, 32);
+        printf("\nverifier    %s\n", vkey ? vkey : "(none: the origin is not a valid key name)");
+        if (n_workers < 0) {
+            printf("workers     any valid signature (the ledger has no --workers list)\n");
+        } else {
+            printf("workers     %" PRId64 " allowed\n", n_workers);
+            for (int64_t i = 0; i < n_workers; i++) {
+                char path[32];
+                snprintf(path, sizeof(path), "workers.%" PRId64, i);
+                printf("  ");
+                print_hex(stdout, sdm_reply_bin(r, path, NULL), 32);
+                printf("\n");
+            }
+        }
+    }
+    free(vkey);
+    sdm_reply_destroy(&r);
+    return rc;
+}
+
+/* The origin a ledger stored in DIR/ledger.db (read-only). malloc'd, or NULL with err. */
+static char *stored_origin(const char *dir, char *err, size_t err_len)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/ledger.db", dir);
+    if (access(path, R_OK) != 0) {
+        snprintf(err, err_len, "%s: %s (give --origin NAME)", path, strerror(errno));
+        return NULL;
+    }
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    char *origin = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'origin'", -1, &st, NULL) !=
+            SQLITE_OK) {
+        snprintf(err, err_len, "%s: cannot read the stored origin: %s (give --origin NAME)", path,
+                 db ? sqlite3_errmsg(db) : "out of memory");
+    } else if (sqlite3_step(st) != SQLITE_ROW || !sqlite3_column_text(st, 0)) {
+        snprintf(err, err_len, "%s: no origin stored (give --origin NAME)", path);
+    } else if (!(origin = strdup((const char *)sqlite3_column_text(st, 0)))) {
+        snprintf(err, err_len, "out of memory");
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return origin;
+}
+
+static int cmd_ledger_key(globals *g, int argc, char **argv)
+{
+    const char *ledger = NULL, *data = NULL, *origin_opt = NULL;
+    const value_opt opts[] = {{"--ledger", &ledger}, {"--data", &data}, {"--origin", &origin_opt}};
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_ledger_key, stdout);
+            return 0;
+        }
+        int r = command_opt(g, argc, argv, &i, opts, 3);
+        if (r)
+            return r;
+    }
+    if (ledger && data)
+        return usage_error("give --ledger or --data, not both");
+    if (origin_opt && !data)
+        return usage_error("--origin goes with --data (the ledger reports its own)");
+    uint8_t key[32];
+    char *origin = NULL;
+    char err[4200];
+    int rc = 0;
+    if (data) {
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/ledger.pub", data);
+        uint8_t *b;
+        size_t len;
+        if (read_file(path, 4096, &b, &len, err, sizeof(err)) != 0)
+            return local_error("%s", err);
+        char text[80] = "";
+        if (len < sizeof(text)) {
+            memcpy(text, b, len);
+            text[len] = 0;
+        }
+        free(b);
+        char *hex = trim(text);
+        if (strlen(hex) != 64 || sdm_unhex(hex, key, 32) != 0)
+            return local_error("%s: not a public key (64 hex digits)", path);
+        origin = origin_opt ? strdup(origin_opt) : stored_origin(data, err, sizeof(err));
+        if (!origin)
+            return local_error("%s", origin_opt ? "out of memory" : err);
+    } else {
+        sdm_client_t *c = make_ledger_client(g, ledger, &rc);
+        if (!c)
+            return rc;
+        sdm_reply_t *r;
+        sdm_client_status st = sdm_client_ledger_info(c, &r);
+        if (st != SDM_CLIENT_OK) {
+            rc = call_failed(g, c, st);
+            sdm_client_destroy(&c);
+            return rc;
+        }
+        sdm_client_destroy(&c);
+        memcpy(key, sdm_reply_bin(r, "ledger_key", NULL), 32);
+        origin = strdup(sdm_reply_str(r, "origin"));
+        sdm_reply_destroy(&r);
+        if (!origin)
+            return local_error("out of memory");
+    }
+    char *vkey = sdm_client_verifier_key(origin, key);
+    if (!vkey) {
+        rc = data ? usage_error("--origin: '%s' is not a valid key name (1 to 255 bytes, no "
+                                "space, '+' or control character)",
+                                origin)
+                  : check_failed(g, EXIT_SERVER,
+                                 "the ledger's origin '%s' is not a valid key "
+                                 "name",
+                                 origin);
+    } else if (g->json) {
+        printf("{\"verifier_key\": ");
+        print_json_str(stdout, vkey);
+        printf(", \"origin\": ");
+        print_json_str(stdout, origin);
+        printf(", \"ledger_key\": ");
+        print_json_hex(stdout, key, 32);
+        printf("}\n");
+    } else {
+        printf("%s\n", vkey);
+    }
+    free(vkey);
+    free(origin);
+    return rc;
+}
+
+/* ---- checkpoint ---------------------------------------------------------------------- */
+
+/* Takes --tofu, or one of the command's value options (which include the trust ones). */
+static int ledger_opt(globals *g, int argc, char **argv, int *i, trust_opts *t,
+                      const value_opt *opts, size_t n_opts)
+{
+    if (t && strcmp(argv[*i], "--tofu") == 0) {
+        t->tofu = 1;
+        return 0;
+    }
+    return command_opt(g, argc, argv, i, opts, n_opts);
+}
+
+static int cmd_checkpoint(globals *g, int argc, char **argv)
+{
+    const char *ledger = NULL, *out = NULL;
+    trust_opts t = {0};
+    const value_opt opts[] = {
+        {"--ledger", &ledger}, {"--out", &out}, {"--vkey", &t.vkey}, {"--vkey-file", &t.vkey_file}};
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_checkpoint, stdout);
+            return 0;
+        }
+        int r = ledger_opt(g, argc, argv, &i, &t, opts, sizeof(opts) / sizeof(opts[0]));
+        if (r)
+            return r;
+    }
+    int rc = trust_prepare(&t);
+    if (rc)
+        return rc;
+    sdm_client_t *c = make_ledger_client(g, ledger, &rc);
+    char *note = NULL;
+    sdm_ledger_checkpoint cp;
+    if (!c || (rc = trust_resolve(g, c, &t)) != 0 ||
+        (rc = fetch_checkpoint(g, c, t.resolved, &cp, &note)) != 0)
+        goto done;
+    char err[512];
+    if (out && write_file(out, (const uint8_t *)note, strlen(note), err, sizeof(err)) != 0) {
+        rc = local_error("the checkpoint verifies, but saving it failed: %s", err);
+        goto done;
+    }
+    if (g->json) {
+        printf("{\"ok\": true, ");
+        print_checkpoint_json(&cp);
+        printf(", \"verifier_key\": ");
+        print_json_str(stdout, t.resolved);
+        printf(", \"trust\": \"%s\", \"checkpoint\": ", trust_name(&t));
+        print_json_str(stdout, note);
+        if (out) {
+            printf(", \"out\": ");
+            print_json_str(stdout, out);
+        }
+        printf("}\n");
+    } else {
+        printf("origin      %s\nsize        %" PRIu64 "\nroot        ", cp.origin, cp.size);
+        print_hex(stdout, cp.root, 32);
+        printf("\n");
+        print_trust_line(&t);
+        if (out)
+            printf("saved       %s\n", out);
+    }
+done:
+    free(note);
+    free(t.resolved);
+    sdm_client_destroy(&c);
+    return rc;
+}
+
+/* ---- prove --------------------------------------------------------------------------- */
+
+static int cmd_prove(globals *g, int argc, char **argv)
+{
+    const char *ledger = NULL, *index_s = NULL, *cp_file = NULL, *entry_file = NULL,
+               *entry_out = NULL;
+    trust_opts t = {0};
+    const value_opt opts[] = {{"--ledger", &ledger},        {"--index", &index_s},
+                              {"--checkpoint", &cp_file},   {"--entry", &entry_file},
+                              {"--entry-out", &entry_out},  {"--vkey", &t.vkey},
+                              {"--vkey-file", &t.vkey_file}};
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_prove, stdout);
+            return 0;
+        }
+        int r = ledger_opt(g, argc, argv, &i, &t, opts, sizeof(opts) / sizeof(opts[0]));
+        if (r)
+            return r;
+    }
+    if (!index_s)
+        return usage_error("--index is required (the ledger has no lookup by hash: the index is "
+                           "in the append reply, `history`, or the worker's forwarding log)");
+    uint64_t index = 0;
+    int rc = parse_index("--index", index_s, &index);
+    if (rc || (rc = trust_prepare(&t)) != 0)
+        return rc;
+    char err[512];
+    uint8_t *held = NULL;
+    size_t held_len = 0;
+    if (entry_file &&
+        read_file(entry_file, (size_t)1 << 30, &held, &held_len, err, sizeof(err)) != 0) {
+        free(t.resolved);
+        return local_error("--entry %s", err);
+    }
+    sdm_client_t *c = make_ledger_client(g, ledger, &rc);
+    sdm_reply_t *er = NULL, *ir = NULL, *body = NULL;
+    sdm_ledger_checkpoint cp;
+    if (!c || (rc = trust_resolve(g, c, &t)) != 0)
+        goto done;
+    rc = cp_file ? load_checkpoint(g, cp_file, t.resolved, &cp, NULL)
+                 : fetch_checkpoint(g, c, t.resolved, &cp, NULL);
+    if (rc)
+        goto done;
+    if (index >= cp.size) {
+        if (cp.size == 0)
+            rc = check_failed(g, EXIT_SERVER,
+                              "index %" PRIu64 " is not in the checkpoint: its "
+                              "log is empty",
+                              index);
+        else
+            rc = check_failed(g, EXIT_SERVER,
+                              "index %" PRIu64 " is not in the checkpoint: its "
+                              "log has %" PRIu64 " entries (0 to %" PRIu64 ")",
+                              index, cp.size, cp.size - 1);
+        goto done;
+    }
+    sdm_client_status st = sdm_client_ledger_entry(c, index, &er);
+    if (st == SDM_CLIENT_OK)
+        st = sdm_client_ledger_inclusion(c, index, cp.size, &ir);
+    if (st != SDM_CLIENT_OK) {
+        rc = call_failed(g, c, st);
+        goto done;
+    }
+    size_t env_len = 0, n_path = 0;
+    const uint8_t *env = sdm_reply_envelope(er, &env_len);
+    uint8_t path[64][32], leaf[32];
+    if (sdm_reply_hashes(ir, "hashes", path, 64, &n_path) != 0) {
+        rc = check_failed(g, EXIT_SERVER, "the ledger's inclusion reply has no usable hashes");
+        goto done;
+    }
+    if (held && (held_len != env_len || memcmp(held, env, env_len) != 0)) {
+        rc = check_failed(g, EXIT_SERVER,
+                          "%s is not entry %" PRIu64 " of the ledger: the bytes "
+                          "differ (%zu bytes held, %zu in the log)",
+                          entry_file, index, held_len, env_len);
+        goto done;
+    }
+    uint8_t signer[32];
+    st = sdm_client_open_envelope(env, env_len, &body, signer, err, sizeof(err));
+    if (st != SDM_CLIENT_OK) {
+        rc = check_failed(g, EXIT_SERVER, "entry %" PRIu64 ": %s: %s", index,
+                          st == SDM_CLIENT_UNAUTHORIZED ? "the signature does not hold"
+                                                        : "not a well-formed envelope",
+                          err);
+        goto done;
+    }
+    sdm_client_leaf_hash(env, env_len, leaf);
+    if (memcmp(leaf, sdm_reply_bin(ir, "leaf_hash", NULL), 32) != 0) {
+        rc = check_failed(
+            g, EXIT_SERVER,
+            "the ledger's leaf_hash for entry %" PRIu64 " is not SHA-256(0x00 || entry)", index);
+        goto done;
+    }
+    st = sdm_client_verify_inclusion(&cp, index, env, env_len, (const uint8_t(*)[32])path, n_path,
+                                     err, sizeof(err));
+    if (st != SDM_CLIENT_OK) {
+        rc = check_failed(g, EXIT_SERVER, "%s", err);
+        goto done;
+    }
+    if (entry_out && write_file(entry_out, env, env_len, err, sizeof(err)) != 0) {
+        rc = local_error("the entry is proven, but saving it failed: %s", err);
+        goto done;
+    }
+    const char *type = sdm_reply_str(body, "type");
+    if (g->json) {
+        printf("{\"ok\": true, \"index\": %" PRIu64 ", ", index);
+        print_checkpoint_json(&cp);
+        printf(", \"trust\": \"%s\", \"leaf_hash\": ", trust_name(&t));
+        print_json_hex(stdout, leaf, 32);
+        printf(", \"hashes\": [");
+        for (size_t i = 0; i < n_path; i++) {
+            printf(i ? ", " : "");
+            print_json_hex(stdout, path[i], 32);
+        }
+        printf("], \"type\": ");
+        print_json_str(stdout, type ? type : "");
+        printf(", \"signer\": ");
+        print_json_hex(stdout, signer, 32);
+        printf(", \"entry\": ");
+        print_json_hex(stdout, env, env_len);
+        if (entry_file) {
+            printf(", \"entry_file\": ");
+            print_json_str(stdout, entry_file);
+        }
+        printf("}\n");
+    } else {
+        print_checkpoint_line("checkpoint", &cp, cp_file ? "" : " (latest)");
+        print_trust_line(&t);
+        printf("entry       %" PRIu64 ": %s signed by ", index, type ? type : "?");
+        print_hex(stdout, signer, 32);
+        printf(" (signature ok), %zu bytes\n", env_len);
+        if (entry_file)
+            printf("matches     %s, byte for byte\n", entry_file);
+        printf("leaf_hash   ");
+        print_hex(stdout, leaf, 32);
+        printf(" = SHA-256(0x00 || entry)\npath        %zu hashes\n", n_path);
+        if (entry_out)
+            printf("saved       %s\n", entry_out);
+        printf("included: entry %" PRIu64 " is in the log of size %" PRIu64
+               " whose checkpoint %s signed\n",
+               index, cp.size, cp.origin);
+    }
+done:
+    sdm_reply_destroy(&body);
+    sdm_reply_destroy(&er);
+    sdm_reply_destroy(&ir);
+    free(held);
+    free(t.resolved);
+    sdm_client_destroy(&c);
+    return rc;
+}
+
+/* ---- consistency --------------------------------------------------------------------- */
+
+static int cmd_consistency(globals *g, int argc, char **argv)
+{
+    const char *ledger = NULL, *old_file = NULL, *new_file = NULL, *out = NULL;
+    trust_opts t = {0};
+    const value_opt opts[] = {{"--ledger", &ledger}, {"--old", &old_file},
+                              {"--new", &new_file},  {"--out", &out},
+                              {"--vkey", &t.vkey},   {"--vkey-file", &t.vkey_file}};
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_consistency, stdout);
+            return 0;
+        }
+        int r = ledger_opt(g, argc, argv, &i, &t, opts, sizeof(opts) / sizeof(opts[0]));
+        if (r)
+            return r;
+    }
+    if (!old_file)
+        return usage_error("--old FILE is required (a checkpoint saved with `sediment "
+                           "checkpoint --out`)");
+    int rc = trust_prepare(&t);
+    if (rc)
+        return rc;
+    sdm_client_t *c = make_ledger_client(g, ledger, &rc);
+    sdm_reply_t *r = NULL;
+    char *new_note = NULL;
+    sdm_ledger_checkpoint oldc, newc;
+    if (!c || (rc = trust_resolve(g, c, &t)) != 0 ||
+        (rc = load_checkpoint(g, old_file, t.resolved, &oldc, NULL)) != 0)
+        goto done;
+    rc = new_file ? load_checkpoint(g, new_file, t.resolved, &newc, &new_note)
+                  : fetch_checkpoint(g, c, t.resolved, &newc, &new_note);
+    if (rc)
+        goto done;
+    uint8_t path[64][32];
+    size_t n_path = 0;
+    if (oldc.size <= newc.size) {
+        /* a shrinking log needs no proof to be caught: verify_consistency says so */
+        sdm_client_status st = sdm_client_ledger_consistency(c, oldc.size, newc.size, &r);
+        if (st != SDM_CLIENT_OK) {
+            rc = call_failed(g, c, st);
+            goto done;
+        }
+        if (sdm_reply_hashes(r, "hashes", path, 64, &n_path) != 0) {
+            rc = check_failed(g, EXIT_SERVER,
+                              "the ledger's consistency reply has no usable "
+                              "hashes");
+            goto done;
+        }
+    }
+    char err[512];
+    if (sdm_client_verify_consistency(&oldc, &newc, (const uint8_t(*)[32])path, n_path, err,
+                                      sizeof(err)) != SDM_CLIENT_OK) {
+        rc = check_failed(g, EXIT_SERVER, "%s and %s: %s", old_file,
+                          new_file ? new_file : "the ledger's latest checkpoint", err);
+        goto done;
+    }
+    if (out &&
+        write_file(out, (const uint8_t *)new_note, strlen(new_note), err, sizeof(err)) != 0) {
+        rc = local_error("the checkpoints are consistent, but saving the new one failed: %s", err);
+        goto done;
+    }
+    if (g->json) {
+        printf("{\"ok\": true, \"origin\": ");
+        print_json_str(stdout, oldc.origin);
+        printf(", \"old\": {\"size\": %" PRIu64 ", \"root\": ", oldc.size);
+        print_json_hex(stdout, oldc.root, 32);
+        printf("}, \"new\": {\"size\": %" PRIu64 ", \"root\": ", newc.size);
+        print_json_hex(stdout, newc.root, 32);
+        printf("}, \"trust\": \"%s\", \"hashes\": [", trust_name(&t));
+        for (size_t i = 0; i < n_path; i++) {
+            printf(i ? ", " : "");
+            print_json_hex(stdout, path[i], 32);
+        }
+        printf("]}\n");
+    } else {
+        print_checkpoint_line("old", &oldc, "");
+        print_checkpoint_line("new", &newc, new_file ? "" : " (latest)");
+        print_trust_line(&t);
+        printf("path        %zu hashes\n", n_path);
+        if (out)
+            printf("saved       %s (the new checkpoint)\n", out);
+        if (oldc.size == newc.size)
+            printf("consistent: both checkpoints sign the same log of size %" PRIu64 "\n",
+                   newc.size);
+        else
+            printf("consistent: the log of size %" PRIu64 " extends the log of size %" PRIu64 "\n",
+                   newc.size, oldc.size);
+    }
+done:
+    free(new_note);
+    free(t.resolved);
+    sdm_reply_destroy(&r);
+    sdm_client_destroy(&c);
+    return rc;
+}
+
+/* ---- audit --------------------------------------------------------------------------- */
+
+typedef struct bad_entry {
+    uint64_t index;
+    char *why;
+} bad_entry;
+
+/* An entry waiting for its checks. Ed25519 verification, not the network, bounds a
+ * pipelined audit, so entries are checked a batch at a time on --jobs threads while the
+ * next batch is being fetched. */
+typedef struct audit_item {
+    uint64_t index;
+    uint8_t *env; /* a copy: the fetch lends the bytes for the callback only */
+    size_t len;
+    char *why; /* NULL: every check held */
+    int nomem;
+} audit_item;
+
+#define AUDIT_BATCH 512
+#define MAX_JOBS 64
+
+typedef struct audit_ctx audit_ctx;
+
+typedef struct audit_job {
+    audit_ctx *a;
+    audit_item *items;
+    size_t n;
+    unsigned first, step; /* checks items first, first + step, ... */
+} audit_job;
+
+struct audit_ctx {
+    sdm_merkle_t *tree;
+    const uint8_t (*workers)[32];
+    size_t n_workers;
+    const char *workers_file;
+    audit_item batch[2][AUDIT_BATCH];
+    size_t n_batch[2];
+    int filling;  /* the batch the fetch fills */
+    int checking; /* the batch the threads check, or -1 */
+    unsigned jobs;
+    pthread_t threads[MAX_JOBS];
+    audit_job job[MAX_JOBS];
+    unsigned started; /* threads running on `checking` */
+    bad_entry *bad;
+    size_t n_bad, cap_bad;
+    uint64_t n_ok;
+    uint64_t total;
+    uint64_t progress_every; /* 0: none */
+    struct timespec start;
+    int nomem;
+};
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void item_bad(audit_item *it, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void item_bad(audit_item *it, const char *fmt, ...)
+{
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (!(it->why = strdup(msg)))
+        it->nomem = 1;
+}
+
+/* The checks the ledger made when it took the entry: envelope and signature, the allow-list,
+ * the body (docs/ledger.md, "Appends"). Reads only what no thread writes while it runs. */
+static void audit_check(const audit_ctx *a, audit_item *it)
+{
+    const uint8_t *body;
+    size_t body_len;
+    uint8_t key[SDM_PK_LEN];
+    sdm_wire_error e = {0, ""};
+    sdm_wire_code code = sdm_envelope_open(it->env, it->len, &body, &body_len, key, &e);
+    if (code != SDM_WIRE_OK) {
+        item_bad(it, "%s: %s",
+                 code == SDM_WIRE_UNAUTHORIZED ? "the signature does not hold"
+                                               : "not a well-formed envelope",
+                 e.message);
+        return;
+    }
+    int allowed = a->workers == NULL;
+    for (size_t i = 0; i < a->n_workers && !allowed; i++)
+        allowed = memcmp(a->workers[i], key, SDM_PK_LEN) == 0;
+    if (!allowed) {
+        char hex[2 * SDM_PK_LEN + 1];
+        sdm_hex(key, SDM_PK_LEN, hex);
+        item_bad(it, "signed by %s, which is not in --workers %s", hex, a->workers_file);
+        return;
+    }
+    sdm_body b;
+    memset(&b, 0, sizeof(b));
+    code = sdm_body_read(body, body_len, key, &b, &e);
+    if (code == SDM_WIRE_INTERNAL)
+        it->nomem = 1;
+    else if (code != SDM_WIRE_OK)
+        item_bad(it, "body: %s", e.message);
+    else if (b.issued_at > INT64_MAX) /* refused by the ledger too: SQLite integers are signed */
+        item_bad(it, "body: issued_at %" PRIu64 " is beyond 2^63-1 ns", b.issued_at);
+    sdm_body_free(&b);
+}
+
+static void *audit_thread(void *arg)
+{
+    audit_job *job = arg;
+    for (size_t i = job->first; i < job->n; i += job->step)
+        audit_check(job->a, &job->items[i]);
+    return NULL;
+}
+
+/* Starts the checks of batch b on the job threads; they run while the fetch goes on. */
+static void audit_start(audit_ctx *a, int b)
+{
+    a->checking = b;
+    a->started = 0;
+    for (unsigned k = 0; k < a->jobs && k < a->n_batch[b]; k++) {
+        a->job[k] = (audit_job){a, a->batch[b], a->n_batch[b], k, a->jobs};
+        if (pthread_create(&a->threads[k], NULL, audit_thread, &a->job[k]) != 0)
+            break; /* this thread checks the rest in audit_finish */
+        a->started = k + 1;
+    }
+}
+
+/* Waits for the checks of the batch under way, then records its results in index order. */
+static void audit_finish(audit_ctx *a)
+{
+    int b = a->checking;
+    if (b < 0)
+        return;
+    for (unsigned k = 0; k < a->started; k++)
+        pthread_join(a->threads[k], NULL);
+    for (size_t i = 0; i < a->n_batch[b]; i++)
+        if (i % a->jobs >= a->started)
+            audit_check(a, &a->batch[b][i]);
+    for (size_t i = 0; i < a->n_batch[b]; i++) {
+        audit_item *it = &a->batch[b][i];
+        if (it->nomem)
+            a->nomem = 1;
+        if (it->why && !a->nomem) {
+            if (a->n_bad == a->cap_bad) {
+                size_t cap = a->cap_bad ? 2 * a->cap_bad : 16;
+                bad_entry *p = realloc(a->bad, cap * sizeof(*p));
+                if (!p)
+                    a->nomem = 1;
+                else
+                    a->bad = p, a->cap_bad = cap;
+            }
+            if (!a->nomem) {
+                a->bad[a->n_bad++] = (bad_entry){it->index, it->why};
+                it->why = NULL;
+            }
+        } else if (!it->why) {
+            a->n_ok++;
+        }
+        uint64_t n = it->index + 1;
+        if (a->progress_every && (n % a->progress_every == 0 || n == a->total)) {
+            double secs = seconds_since(&a->start);
+            fprintf(stderr,
+                    "sediment audit: %" PRIu64 "/%" PRIu64 " entries (%.0f%%), %zu bad, "
+                    "%.0f entries/s\n",
+                    n, a->total, 100.0 * (double)n / (double)a->total, a->n_bad,
+                    secs > 0 ? (double)n / secs : 0.0);
+        }
+        free(it->why);
+        free(it->env);
+        memset(it, 0, sizeof(*it));
+    }
+    a->n_batch[b] = 0;
+    a->checking = -1;
+}
+
+/* Hands the batch being filled to the threads (after the previous one is done). */
+static void audit_flush(audit_ctx *a)
+{
+    audit_finish(a);
+    if (a->n_batch[a->filling]) {
+        audit_start(a, a->filling);
+        a->filling ^= 1;
+    }
+}
+
+/* One fetched entry: its leaf goes into the tree now, in index order and whatever else is
+ * wrong with it, so that the root comparison stays about the log as stored; its checks wait
+ * for its batch. */
+static int audit_entry(void *ctx, uint64_t index, const uint8_t *env, size_t env_len)
+{
+    audit_ctx *a = ctx;
+    uint8_t leaf[SDM_HASH_LEN];
+    sdm_client_leaf_hash(env, env_len, leaf);
+    audit_item *it = &a->batch[a->filling][a->n_batch[a->filling]];
+    it->index = index;
+    it->len = env_len;
+    if (sdm_merkle_append(a->tree, leaf) != 0 || !(it->env = malloc(env_len ? env_len : 1))) {
+        a->nomem = 1;
+        return 1;
+    }
+    memcpy(it->env, env, env_len);
+    if (++a->n_batch[a->filling] == AUDIT_BATCH)
+        audit_flush(a);
+    return a->nomem;
+}
+
+/* --workers: 64 hex digits a line, '#' comments and blank lines skipped (as the ledger's). */
+static int load_worker_keys(const char *path, uint8_t (**keys)[32], size_t *n, char *err,
+                            size_t err_len)
+{
+    *keys = NULL;
+    *n = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, err_len, "--workers %s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[512];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        line[strcspn(line, "#\r\n")] = 0;
+        char *s = trim(line);
+        if (!*s)
+            continue;
+        uint8_t(*p)[32] = realloc(*keys, (*n + 1) * sizeof(*p));
+        if (!p) {
+            snprintf(err, err_len, "--workers: out of memory");
+            rc = -1;
+            break;
+        }
+        *keys = p;
+        if (strlen(s) != 64 || sdm_unhex(s, (*keys)[*n], 32) != 0) {
+            snprintf(err, err_len, "--workers %s:%d: not a worker public key (64 hex digits)", path,
+                     lineno);
+            rc = -1;
+            break;
+        }
+        (*n)++;
+    }
+    fclose(f);
+    if (rc == 0 && *n == 0) {
+        snprintf(err, err_len, "--workers %s: no keys", path);
+        rc = -1;
+    }
+    if (rc != 0) {
+        free(*keys);
+        *keys = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
+static int cmd_audit(globals *g, int argc, char **argv)
+{
+    const char *ledger = NULL, *cp_file = NULL, *workers_file = NULL, *window_s = NULL,
+               *every_s = NULL, *jobs_s = NULL;
+    int progress = 0;
+    trust_opts t = {0};
+    const value_opt opts[] = {
+        {"--ledger", &ledger},   {"--checkpoint", &cp_file},     {"--workers", &workers_file},
+        {"--window", &window_s}, {"--progress-every", &every_s}, {"--jobs", &jobs_s},
+        {"--vkey", &t.vkey},     {"--vkey-file", &t.vkey_file}};
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_audit, stdout);
+            return 0;
+        }
+        if (strcmp(argv[i], "--progress") == 0) {
+            progress = 1;
+            continue;
+        }
+        int r = ledger_opt(g, argc, argv, &i, &t, opts, sizeof(opts) / sizeof(opts[0]));
+        if (r)
+            return r;
+    }
+    uint64_t window = 64, every = 10000;
+    if (window_s && (parse_u64(window_s, &window) != 0 || window == 0 || window > 1024))
+        return usage_error("--window: '%s' is not a number from 1 to 1024", window_s);
+    if (every_s && (parse_u64(every_s, &every) != 0 || every == 0))
+        return usage_error("--progress-every: '%s' is not a positive integer", every_s);
+    if (every_s)
+        progress = 1;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    uint64_t jobs = cpus < 1 ? 1 : cpus > MAX_JOBS ? MAX_JOBS : (uint64_t)cpus;
+    if (jobs_s && (parse_u64(jobs_s, &jobs) != 0 || jobs == 0 || jobs > MAX_JOBS))
+        return usage_error("--jobs: '%s' is not a number from 1 to %d", jobs_s, MAX_JOBS);
+    int rc = trust_prepare(&t);
+    if (rc)
+        return rc;
+    char err[600];
+    uint8_t(*workers)[32] = NULL;
+    size_t n_workers = 0;
+    if (workers_file &&
+        load_worker_keys(workers_file, &workers, &n_workers, err, sizeof(err)) != 0) {
+        free(t.resolved);
+        return local_error("%s", err);
+    }
+    /* the batch makes the context large: it lives on the heap */
+    audit_ctx *a = calloc(1, sizeof(*a));
+    sdm_client_t *c = NULL;
+    sdm_ledger_checkpoint cp;
+    if (!a || !(a->tree = sdm_merkle_new())) {
+        rc = local_error("out of memory");
+        goto done;
+    }
+    c = make_ledger_client(g, ledger, &rc);
+    if (!c || (rc = trust_resolve(g, c, &t)) != 0)
+        goto done;
+    rc = cp_file ? load_checkpoint(g, cp_file, t.resolved, &cp, NULL)
+                 : fetch_checkpoint(g, c, t.resolved, &cp, NULL);
+    if (rc)
+        goto done;
+    a->workers = (const uint8_t(*)[32])workers;
+    a->n_workers = n_workers;
+    a->workers_file = workers_file;
+    a->jobs = (unsigned)jobs;
+    a->checking = -1;
+    a->total = cp.size;
+    a->progress_every = progress ? every : 0;
+    clock_gettime(CLOCK_MONOTONIC, &a->start);
+    sdm_client_status st =
+        sdm_client_ledger_entries(c, 0, cp.size, (unsigned)window, audit_entry, a);
+    audit_flush(a); /* the last batch: started, or checked here */
+    audit_finish(a);
+    if (a->nomem) {
+        rc = local_error("out of memory after %" PRIu64 " entries", sdm_merkle_size(a->tree));
+        goto done;
+    }
+    if (st != SDM_CLIENT_OK) {
+        rc = call_failed(g, c, st);
+        goto done;
+    }
+    double secs = seconds_since(&a->start);
+    uint8_t root[SDM_HASH_LEN];
+    int root_ok =
+        sdm_merkle_root(a->tree, cp.size, root) == 0 && memcmp(root, cp.root, SDM_HASH_LEN) == 0;
+    int ok = root_ok && a->n_bad == 0;
+    rc = ok ? 0 : EXIT_SERVER;
+    if (g->json) {
+        printf("{\"ok\": %s, ", ok ? "true" : "false");
+        print_checkpoint_json(&cp);
+        printf(", \"trust\": \"%s\", \"computed_root\": ", trust_name(&t));
+        print_json_hex(stdout, root, 32);
+        printf(", \"root_ok\": %s, \"entries_ok\": %" PRIu64 ", \"bad\": [",
+               root_ok ? "true" : "false", a->n_ok);
+        for (size_t i = 0; i < a->n_bad; i++) {
+            printf("%s{\"index\": %" PRIu64 ", \"why\": ", i ? ", " : "", a->bad[i].index);
+            print_json_str(stdout, a->bad[i].why);
+            printf("}");
+        }
+        printf("], \"seconds\": %.3f}\n", secs);
+    } else {
+        print_checkpoint_line("checkpoint", &cp, cp_file ? "" : " (latest)");
+        print_trust_line(&t);
+        printf("entries     %" PRIu64 " fetched and checked in %.2f s; %" PRIu64 " ok, %zu bad\n",
+               cp.size, secs, a->n_ok, a->n_bad);
+        for (size_t i = 0; i < a->n_bad && i < 20; i++)
+            printf("  entry %" PRIu64 ": %s\n", a->bad[i].index, a->bad[i].why);
+        if (a->n_bad > 20)
+            printf("  ... and %zu more (--json lists them all)\n", a->n_bad - 20);
+        printf("root        ");
+        print_hex(stdout, root, 32);
+        printf(" recomputed from the %" PRIu64 " entries: %s\n", cp.size,
+               root_ok ? "matches the checkpoint" : "DIFFERS from the checkpoint");
+        printf(ok ? "audit passed: every entry verifies and the root matches\n" : "");
+    }
+    if (!ok)
+        fprintf(stderr, "sediment audit: audit failed: %zu bad entr%s%s\n", a->n_bad,
+                a->n_bad == 1 ? "y" : "ies",
+                root_ok ? "" : ", and the entries do not hash to the checkpoint's root");
+done:
+    if (a) {
+        for (size_t i = 0; i < a->n_bad; i++)
+            free(a->bad[i].why);
+        audit_finish(a); /* no thread may outlive the batches */
+        for (int b = 0; b < 2; b++)
+            for (size_t i = 0; i < a->n_batch[b]; i++) {
+                free(a->batch[b][i].env);
+                free(a->batch[b][i].why);
+            }
+        free(a->bad);
+        sdm_merkle_destroy(&a->tree);
+        free(a);
+    }
+    free(workers);
+    free(t.resolved);
+    sdm_client_destroy(&c);
+    return rc;
+}
+
+/* ---- append -------------------------------------------------------------------------- */
+
+static int cmd_append(globals *g, int argc, char **argv)
+{
+    const char *ledger = NULL, *path = NULL;
+    const value_opt opts[] = {{"--ledger", &ledger}};
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_append, stdout);
+            return 0;
+        }
+        if (argv[i][0] != '-' || !argv[i][1]) {
+            if (path)
+                return usage_error("one file at a time ('%s' and '%s')", path, argv[i]);
+            path = argv[i];
+            continue;
+        }
+        int r = command_opt(g, argc, argv, &i, opts, 1);
+        if (r)
+            return r;
+    }
+    if (!path)
+        return usage_error("give the receipt or proof file to append");
+    char err[512];
+    uint8_t *env;
+    size_t env_len;
+    if (read_file(path, (size_t)1 << 30, &env, &env_len, err, sizeof(err)) != 0)
+        return local_error("%s", err);
+    int rc = 0;
+    sdm_client_t *c = make_ledger_client(g, ledger, &rc);
+    if (!c) {
+        free(env);
+        return rc;
+    }
+    sdm_reply_t *r;
+    sdm_client_status st = sdm_client_ledger_append(c, env, env_len, &r);
+    free(env);
+    if (st == SDM_CLIENT_BAD_ARGUMENT) {
+        rc = local_error("%s: %s", path, sdm_client_last_error(c));
+    } else if (st != SDM_CLIENT_OK) {
+        rc = call_failed(g, c, st);
+    } else if (g->json) {
+        rc = print_reply_json(r);
+    } else {
+        uint64_t index = 0, size = 0;
+        int dup = 0;
+        (void)sdm_reply_u64(r, "index", &index);
+        (void)sdm_reply_u64(r, "size", &size);
+        (void)sdm_reply_bool(r, "duplicate", &dup);
+        printf("index       %" PRIu64 "%s\nleaf_hash   ", index,
+               dup ? " (already in the log: a duplicate)" : "");
+        print_hex(stdout, sdm_reply_bin(r, "leaf_hash", NULL), 32);
+        printf("\nsize        %" PRIu64 "\n", size);
+    }
+    sdm_reply_destroy(&r);
+    sdm_client_destroy(&c);
+    return rc;
+}
+
+/* ---- history and rewards ------------------------------------------------------------- */
+
+/* Unix nanoseconds, or UTC "YYYY-MM-DDTHH:MM:SS[.fraction]Z". 0 or -1. */
+static int parse_time(const char *s, uint64_t *out)
+{
+    if (parse_u64(s, out) == 0)
+        return 0;
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    int used = 0;
+    if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+               &tm.tm_min, &tm.tm_sec, &used) != 6 ||
+        used != 19)
+        return -1;
+    if (tm.tm_year < 1970 || tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 ||
+        tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+        return -1;
+    const char *p = s + used;
+    uint64_t frac = 0;
+    if (*p == '.') {
+        p++;
+        int digits = 0;
+        while (*p >= '0' && *p <= '9') {
+            if (digits < 9) {
+                frac = frac * 10 + (uint64_t)(*p - '0');
+                digits++;
+            }
+            p++;
+        }
+        if (digits == 0)
+            return -1;
+        for (; digits < 9; digits++)
+            frac *= 10;
+    }
+    if (strcmp(p, "Z") != 0)
+        return -1;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    time_t secs = timegm(&tm);
+    if (secs < 0 || (uint64_t)secs > UINT64_MAX / 1000000000u - 1)
+        return -1;
+    *out = (uint64_t)secs * 1000000000u + frac;
+    return 0;
+}
+
+static int parse_window(const char *since, const char *until, sdm_client_window *w)
+{
+    memset(w, 0, sizeof(*w));
+    if (since && parse_time(since, &w->since) != 0)
+        return usage_error("--since: '%s' is neither unix nanoseconds nor a UTC time like "
+                           "2026-11-21T22:34:21Z",
+                           since);
+    if (until && parse_time(until, &w->until) != 0)
+        return usage_error("--until: '%s' is neither unix nanoseconds nor a UTC time like "
+                           "2026-11-21T22:34:21Z",
+                           until);
+    w->has_since = since != NULL;
+    w->has_until = until != NULL;
+    return 0;
+}
+
+static int cmd_history(globals *g, int argc, char **argv)
+{
+    const char *ledger = NULL, *contributor = NULL, *since = NULL, *until = NULL, *limit_s = NULL;
+    const value_opt opts[] = {{"--ledger", &ledger},
+                              {"--contributor", &contributor},
+                              {"--since", &since},
+                              {"--until", &until},
+                              {"--limit", &limit_s}};
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_history, stdout);
+            return 0;
+        }
+        int r = command_opt(g, argc, argv, &i, opts, sizeof(opts) / sizeof(opts[0]));
+        if (r)
+            return r;
+    }
+    if (!contributor)
+        return usage_error("--contributor is required");
+    sdm_client_window w;
+    int rc = parse_window(since, until, &w);
+    if (rc)
+        return rc;
+    uint64_t limit = 0;
+    if (limit_s && (parse_u64(limit_s, &limit) != 0 || limit == 0 || limit > 100000))
+        return usage_error("--limit: '%s' is not a number from 1 to 100000", limit_s);
+    sdm_client_t *c = make_ledger_client(g, ledger, &rc);
+    if (!c)
+        return rc;
+    sdm_reply_t *r;
+    sdm_client_status st = sdm_client_ledger_history(c, contributor, &w, limit, &r);
+    if (st != SDM_CLIENT_OK) {
+        rc = call_failed(g, c, st);
+        sdm_client_destroy(&c);
+        return rc;
+    }
+    if (g->json) {
+        rc = print_reply_json(r);
+    } else {
+        int64_t n = sdm_reply_count(r, "entries");
+        printf("%-8s %-31s %-13s %-16s %-20s %12s %8s\n", "index", "issued_at", "type", "model",
+               "shard", "score", "share");
+        for (int64_t i = 0; i < n; i++) {
+            char p[64], t[64];
+            uint64_t index = 0, at = 0;
+            double score, share;
+            snprintf(p, sizeof(p), "entries.%" PRId64 ".index", i);
+            (void)sdm_reply_u64(r, p, &index);
+            snprintf(p, sizeof(p), "entries.%" PRId64 ".issued_at", i);
+            (void)sdm_reply_u64(r, p, &at);
+            format_time(at, t, sizeof(t));
+            printf("%-8" PRIu64 " %-31s", index, t);
+            snprintf(p, sizeof(p), "entries.%" PRId64 ".type", i);
+            printf(" %-13s", sdm_reply_str(r, p));
+            snprintf(p, sizeof(p), "entries.%" PRId64 ".model", i);
+            printf(" %-16s", sdm_reply_str(r, p));
+            snprintf(p, sizeof(p), "entries.%" PRId64 ".shard", i);
+            printf(" %-20s", sdm_reply_str(r, p));
+            snprintf(p, sizeof(p), "entries.%" PRId64 ".score", i);
+            if (sdm_reply_f64(r, p, &score) == 0)
+                printf(" %12.6g", score);
+            else
+                printf(" %12s", "-");
+            snprintf(p, sizeof(p), "entries.%" PRId64 ".share", i);
+            if (sdm_reply_f64(r, p, &share) == 0)
+                printf(" %7.2f%%\n", 100 * share);
+            else
+                printf(" %8s\n", "-");
+        }
+        printf("%" PRId64 " entr%s touching %s%s\n", n, n == 1 ? "y" : "ies", contributor,
+               limit && (uint64_t)n == limit ? " (the --limit; page on with --since)" : "");
+    }
+    sdm_reply_destroy(&r);
+    sdm_client_destroy(&c);
+    return rc;
+}
+
+static int cmd_rewards(globals *g, int argc, char **argv)
+{
+    const char *ledger = NULL, *pool_s = NULL, *since = NULL, *until = NULL, *model = NULL;
+    const value_opt opts[] = {{"--ledger", &ledger},
+                              {"--pool", &pool_s},
+                              {"--since", &since},
+                              {"--until", &until},
+                              {"--model", &model}};
+    for (int i = 0; i < argc; i++) {
+        if (is_help(argv[i])) {
+            fputs(s_help_rewards, stdout);
+            return 0;
+        }
+        int r = command_opt(g, argc, argv, &i, opts, sizeof(opts) / sizeof(opts[0]));
+        if (r)
+            return r;
+    }
+    if (!pool_s)
+        return usage_error("--pool is required");
+    uint64_t pool;
+    if (parse_u64(pool_s, &pool) != 0)
+        return usage_error("--pool: '%s' is not an unsigned integer number of units", pool_s);
+    sdm_client_window w;
+    int rc = parse_window(since, until, &w);
+    if (rc)
+        return rc;
+    sdm_client_t *c = make_ledger_client(g, ledger, &rc);
+    if (!c)
+        return rc;
+    sdm_reply_t *r;
+    sdm_client_status st = sdm_client_ledger_rewards(c, pool, &w, model, &r);
+    if (st != SDM_CLIENT_OK) {
+        rc = call_failed(g, c, st);
+        sdm_client_destroy(&c);
+        return rc;
+    }
+    if (g->json) {
+        rc = print_reply_json(r);
+    } else {
+        uint64_t unallocated = 0;
+        (void)sdm_reply_u64(r, "unallocated", &unallocated);
+        printf("pool        %" PRIu64 "%s%s\n", pool, model ? " for model " : "",
+               model ? model : "");
+        int64_t n = sdm_reply_count(r, "allocations");
+        printf("%-32s %20s\n", "contributor", "amount");
+        for (int64_t i = 0; i < n; i++) {
+            char p[64];
+            uint64_t amount = 0;
+            snprintf(p, sizeof(p), "allocations.%" PRId64 ".1", i);
+            (void)sdm_reply_u64(r, p, &amount);
+            snprintf(p, sizeof(p), "allocations.%" PRId64 ".0", i);
+            printf("%-32s %20" PRIu64 "\n", sdm_reply_str(r, p), amount);
+        }
+        int64_t nf = sdm_reply_count(r, "flagged");
+        for (int64_t i = 0; i < nf; i++) {
+            char p[64];
+            snprintf(p, sizeof(p), "flagged.%" PRId64, i);
+            printf("flagged     %s (negative summed score: gets nothing)\n", sdm_reply_str(r, p));
+        }
+        printf("unallocated %" PRIu64 "%s\n", unallocated,
+               unallocated ? " (no positive share in the window)" : "");
+    }
+    sdm_reply_destroy(&r);
+    sdm_client_destroy(&c);
+    return rc;
+}
+
 /* ---- main ---------------------------------------------------------------------------- */
 
 static const struct {
@@ -1547,6 +3059,15 @@ static const struct {
     {"stats", cmd_stats, s_help_stats},
     {"verify", cmd_verify, s_help_verify},
     {"keygen", cmd_keygen, s_help_keygen},
+    {"ledger-info", cmd_ledger_info, s_help_ledger_info},
+    {"ledger-key", cmd_ledger_key, s_help_ledger_key},
+    {"checkpoint", cmd_checkpoint, s_help_checkpoint},
+    {"prove", cmd_prove, s_help_prove},
+    {"consistency", cmd_consistency, s_help_consistency},
+    {"audit", cmd_audit, s_help_audit},
+    {"append", cmd_append, s_help_append},
+    {"history", cmd_history, s_help_history},
+    {"rewards", cmd_rewards, s_help_rewards},
 };
 
 int main(int argc, char **argv)

@@ -1,4 +1,5 @@
-/* client.c - the C client of a sediment worker: requests, checked replies, JSON, envelopes.
+/* client.c - the C client of a sediment worker and ledger: requests, checked replies, JSON,
+ * envelopes, and the checks of ledger checkpoints and Merkle proofs.
  *
  * The server is not trusted any more than a client is: every reply frame is pre-checked
  * (bounded walk, no allocation) before msgpack-c unpacks it, its `id` must echo ours, and
@@ -20,8 +21,10 @@
 #include <sodium.h>
 #include <zmq.h>
 
-#include "sign.h"
 #include "errmsg.h"
+#include "merkle.h"
+#include "note.h"
+#include "sign.h"
 #include "wire.h"
 
 #define CLIENT_DEFAULT_TIMEOUT_MS 60000
@@ -361,7 +364,7 @@ static int parse_hits(const val *arr, sdm_hit_entry *out, const char *what, size
         if (e->type != VAL_ARRAY || e->len != 3 || e->items[0].type != VAL_UINT ||
             !val_is_str(&e->items[1]) || val_f64(&e->items[2], &out[j].score) != 0) {
             sdm_errf(err, err_len, "queries[%zu].%s[%zu]: not [example_id, shard, score]", q, what,
-                    j);
+                     j);
             return -1;
         }
         out[j].example_id = e->items[0].u;
@@ -637,8 +640,8 @@ sdm_reply_t *sdm_reply_parse(const uint8_t *buf, size_t len, char *err, size_t e
     }
     /* a signed envelope travels as a msgpack array inside the reply; keep its exact bytes
      * so that it can be stored, verified and forwarded without re-encoding */
-    static const char *const env_keys[2] = {"receipt", "proof"};
-    for (int k = 0; k < 2; k++) {
+    static const char *const env_keys[3] = {"receipt", "proof", "entry"};
+    for (int k = 0; k < 3; k++) {
         const val *e = map_get(&r->root, env_keys[k]);
         size_t off = 0, n = 0;
         if (e && e->type == VAL_ARRAY &&
@@ -1253,7 +1256,7 @@ static sdm_client_status recv_reply(sdm_client_t *c, zmq_msg_t *payload)
         zmq_msg_close(&delim);
         if (e == EAGAIN)
             return client_fail(c, SDM_CLIENT_TIMEOUT,
-                               "no reply from %s within %d ms (is a worker there? with CURVE, "
+                               "no reply from %s within %d ms (is the server there? with CURVE, "
                                "are the keys right?)",
                                c->endpoint, c->timeout_ms);
         return client_fail(c, SDM_CLIENT_TRANSPORT, "receive: %s", zmq_strerror(e));
@@ -1335,18 +1338,17 @@ static sdm_client_status check_reply(sdm_client_t *c, const sdm_reply_t *r, uint
         if (!good)
             return client_fail(c, SDM_CLIENT_BAD_REPLY, "reply: '%s' missing or of the wrong type",
                                f->name);
-        if ((strcmp(f->name, "receipt") == 0 || strcmp(f->name, "proof") == 0) &&
+        if ((strcmp(f->name, "receipt") == 0 || strcmp(f->name, "proof") == 0 ||
+             strcmp(f->name, "entry") == 0) &&
             (!r->env_key || strcmp(r->env_key, f->name) != 0))
             return client_fail(c, SDM_CLIENT_BAD_REPLY, "reply: '%s' is not an envelope", f->name);
     }
     return SDM_CLIENT_OK;
 }
 
-/* Sends the packed request (takes the buffer), waits for and checks the reply. */
-static sdm_client_status client_call(sdm_client_t *c, msgpack_sbuffer *sb, uint64_t id,
-                                     const field_rule *rules, sdm_reply_t **out)
+/* Sends the packed request (takes the buffer). On failure the socket is remade. */
+static sdm_client_status client_send(sdm_client_t *c, msgpack_sbuffer *sb)
 {
-    *out = NULL;
     if (!c->sock) {
         char err[256];
         if (client_connect(c, err, sizeof(err)) != 0) {
@@ -1370,6 +1372,14 @@ static sdm_client_status client_call(sdm_client_t *c, msgpack_sbuffer *sb, uint6
                                c->endpoint, c->timeout_ms);
         return client_fail(c, SDM_CLIENT_TRANSPORT, "send: %s", zmq_strerror(e));
     }
+    return SDM_CLIENT_OK;
+}
+
+/* Waits for the next reply and decodes it (not yet checked). On failure the socket is
+ * remade. */
+static sdm_client_status client_recv(sdm_client_t *c, sdm_reply_t **out)
+{
+    *out = NULL;
     zmq_msg_t payload;
     sdm_client_status st = recv_reply(c, &payload);
     if (st != SDM_CLIENT_OK) {
@@ -1384,6 +1394,21 @@ static sdm_client_status client_call(sdm_client_t *c, msgpack_sbuffer *sb, uint6
         client_reset(c);
         return client_fail(c, SDM_CLIENT_BAD_REPLY, "reply: %s", err);
     }
+    *out = r;
+    return SDM_CLIENT_OK;
+}
+
+/* Sends the packed request (takes the buffer), waits for and checks the reply. */
+static sdm_client_status client_call(sdm_client_t *c, msgpack_sbuffer *sb, uint64_t id,
+                                     const field_rule *rules, sdm_reply_t **out)
+{
+    *out = NULL;
+    sdm_client_status st = client_send(c, sb);
+    if (st != SDM_CLIENT_OK)
+        return st;
+    sdm_reply_t *r;
+    if ((st = client_recv(c, &r)) != SDM_CLIENT_OK)
+        return st;
     st = check_reply(c, r, id, rules);
     if (st != SDM_CLIENT_OK) {
         if (st == SDM_CLIENT_BAD_REPLY)
@@ -1637,4 +1662,564 @@ sdm_client_status sdm_client_attribute(sdm_client_t *self, const sdm_client_attr
     if (a->request_id)
         pack_kv_str(&pk, "request_id", a->request_id);
     return client_call(self, &sb, id, s_attribute_rules, out);
+}
+
+/* ---- ledger ops ---------------------------------------------------------------------- */
+
+static const field_rule s_ledger_info_rules[] = {{"version", VAL_STR, 0},
+                                                 {"ledger_key", VAL_BIN, 32},
+                                                 {"origin", VAL_STR, 0},
+                                                 {"size", VAL_UINT, 0},
+                                                 {NULL, VAL_NIL, 0}};
+static const field_rule s_append_rules[] = {{"index", VAL_UINT, 0},
+                                            {"leaf_hash", VAL_BIN, 32},
+                                            {"size", VAL_UINT, 0},
+                                            {"duplicate", VAL_BOOL, 0},
+                                            {NULL, VAL_NIL, 0}};
+static const field_rule s_checkpoint_rules[] = {{"checkpoint", VAL_STR, 0}, {NULL, VAL_NIL, 0}};
+static const field_rule s_entry_rules[] = {{"entry", VAL_ARRAY, 0}, {NULL, VAL_NIL, 0}};
+static const field_rule s_inclusion_rules[] = {
+    {"leaf_hash", VAL_BIN, 32}, {"hashes", VAL_ARRAY, 0}, {NULL, VAL_NIL, 0}};
+static const field_rule s_consistency_rules[] = {{"hashes", VAL_ARRAY, 0}, {NULL, VAL_NIL, 0}};
+static const field_rule s_history_rules[] = {{"entries", VAL_ARRAY, 0}, {NULL, VAL_NIL, 0}};
+static const field_rule s_rewards_rules[] = {{"allocations", VAL_ARRAY, 0},
+                                             {"flagged", VAL_ARRAY, 0},
+                                             {"unallocated", VAL_UINT, 0},
+                                             {NULL, VAL_NIL, 0}};
+
+/* At most this many hashes in a proof: a tree of 2^64 leaves needs 64. */
+#define MAX_PROOF_HASHES 64
+
+static int is_bin32(const val *v)
+{
+    return v && v->type == VAL_BIN && v->len == 32;
+}
+
+static int is_f64_or_nil(const val *v)
+{
+    return v && (v->type == VAL_NIL || v->type == VAL_FLOAT || v->type == VAL_UINT ||
+                 v->type == VAL_INT);
+}
+
+/* The checks a field rule cannot say (nil-or-type, array items). NULL when the reply is
+ * good, else the field at fault for the message. */
+static const char *ledger_info_bad(const sdm_reply_t *r, char *buf, size_t len)
+{
+    const val *w = map_get(&r->root, "workers");
+    if (!w || (w->type != VAL_NIL && w->type != VAL_ARRAY))
+        return "workers";
+    for (size_t i = 0; w->type == VAL_ARRAY && i < w->len; i++)
+        if (!is_bin32(&w->items[i])) {
+            snprintf(buf, len, "workers[%zu]", i);
+            return buf;
+        }
+    return NULL;
+}
+
+static const char *append_bad(const sdm_reply_t *r, char *buf, size_t len)
+{
+    (void)buf, (void)len;
+    const val *cp = map_get(&r->root, "checkpoint");
+    return cp && (cp->type == VAL_NIL || val_is_str(cp)) ? NULL : "checkpoint";
+}
+
+static const char *hashes_bad(const sdm_reply_t *r, char *buf, size_t len)
+{
+    const val *h = map_get(&r->root, "hashes");
+    if (h->len > MAX_PROOF_HASHES)
+        return "hashes (more than 64)";
+    for (size_t i = 0; i < h->len; i++)
+        if (!is_bin32(&h->items[i])) {
+            snprintf(buf, len, "hashes[%zu]", i);
+            return buf;
+        }
+    return NULL;
+}
+
+static const char *history_bad(const sdm_reply_t *r, char *buf, size_t len)
+{
+    const val *e = map_get(&r->root, "entries");
+    for (size_t i = 0; i < e->len; i++) {
+        const val *row = &e->items[i];
+        const val *idx = map_get(row, "index"), *at = map_get(row, "issued_at");
+        const char *bad = row->type != VAL_MAP                    ? ""
+                          : !idx || idx->type != VAL_UINT         ? ".index"
+                          : !at || at->type != VAL_UINT           ? ".issued_at"
+                          : !val_is_str(map_get(row, "type"))     ? ".type"
+                          : !val_is_str(map_get(row, "model"))    ? ".model"
+                          : !val_is_str(map_get(row, "shard"))    ? ".shard"
+                          : !is_f64_or_nil(map_get(row, "score")) ? ".score"
+                          : !is_f64_or_nil(map_get(row, "share")) ? ".share"
+                                                                  : NULL;
+        if (bad) {
+            snprintf(buf, len, "entries[%zu]%s", i, bad);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+static const char *rewards_bad(const sdm_reply_t *r, char *buf, size_t len)
+{
+    const val *a = map_get(&r->root, "allocations"), *f = map_get(&r->root, "flagged");
+    for (size_t i = 0; i < a->len; i++) {
+        const val *row = &a->items[i];
+        if (row->type != VAL_ARRAY || row->len != 2 || !val_is_str(&row->items[0]) ||
+            row->items[1].type != VAL_UINT) {
+            snprintf(buf, len, "allocations[%zu] (expected [contributor, amount])", i);
+            return buf;
+        }
+    }
+    for (size_t i = 0; i < f->len; i++)
+        if (!val_is_str(&f->items[i])) {
+            snprintf(buf, len, "flagged[%zu]", i);
+            return buf;
+        }
+    return NULL;
+}
+
+typedef const char *(*reply_check_fn)(const sdm_reply_t *r, char *buf, size_t len);
+
+/* client_call, then the op's own checks of what the field rules cannot express. */
+static sdm_client_status ledger_call(sdm_client_t *c, msgpack_sbuffer *sb, uint64_t id,
+                                     const field_rule *rules, reply_check_fn more,
+                                     sdm_reply_t **out)
+{
+    sdm_client_status st = client_call(c, sb, id, rules, out);
+    if (st != SDM_CLIENT_OK || !more)
+        return st;
+    char buf[96];
+    const char *bad = more(*out, buf, sizeof(buf));
+    if (bad) {
+        sdm_reply_destroy(out);
+        return client_fail(c, SDM_CLIENT_BAD_REPLY, "reply: '%s' missing or of the wrong type",
+                           bad);
+    }
+    return SDM_CLIENT_OK;
+}
+
+/* Starts an empty request buffer with its packer. */
+static void request_init(msgpack_sbuffer *sb, msgpack_packer *pk)
+{
+    msgpack_sbuffer_init(sb);
+    msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
+}
+
+static void pack_kv_u64(msgpack_packer *pk, const char *key, uint64_t v)
+{
+    pack_str(pk, key);
+    msgpack_pack_uint64(pk, v);
+}
+
+sdm_client_status sdm_client_ledger_info(sdm_client_t *self, sdm_reply_t **out)
+{
+    *out = NULL;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    request_init(&sb, &pk);
+    uint64_t id = pack_head(self, &pk, "info", 0);
+    return ledger_call(self, &sb, id, s_ledger_info_rules, ledger_info_bad, out);
+}
+
+sdm_client_status sdm_client_ledger_append(sdm_client_t *self, const uint8_t *env, size_t env_len,
+                                           sdm_reply_t **out)
+{
+    *out = NULL;
+    /* the envelope goes into the request as it is, so it must be exactly one msgpack array:
+     * anything else would corrupt the request map around it */
+    size_t pos = 0;
+    if (!env || env_len == 0 ||
+        !((env[0] >= 0x90 && env[0] <= 0x9f) || env[0] == 0xdc || env[0] == 0xdd))
+        return client_fail(self, SDM_CLIENT_BAD_ARGUMENT, "entry: not a msgpack array");
+    if (mp_skip(env, env_len, &pos, 1) != 0 || pos != env_len)
+        return client_fail(self, SDM_CLIENT_BAD_ARGUMENT,
+                           "entry: not exactly one msgpack array (%zu bytes)", env_len);
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    request_init(&sb, &pk);
+    uint64_t id = pack_head(self, &pk, "append", 1);
+    pack_str(&pk, "entry");
+    msgpack_sbuffer_write(&sb, (const char *)env, env_len);
+    return ledger_call(self, &sb, id, s_append_rules, append_bad, out);
+}
+
+sdm_client_status sdm_client_ledger_checkpoint(sdm_client_t *self, sdm_reply_t **out)
+{
+    *out = NULL;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    request_init(&sb, &pk);
+    uint64_t id = pack_head(self, &pk, "checkpoint", 0);
+    return ledger_call(self, &sb, id, s_checkpoint_rules, NULL, out);
+}
+
+/* Packs an entry request; returns its id. */
+static uint64_t pack_entry_request(sdm_client_t *c, msgpack_sbuffer *sb, uint64_t index)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    uint64_t id = pack_head(c, &pk, "entry", 1);
+    pack_kv_u64(&pk, "index", index);
+    return id;
+}
+
+sdm_client_status sdm_client_ledger_entry(sdm_client_t *self, uint64_t index, sdm_reply_t **out)
+{
+    *out = NULL;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    uint64_t id = pack_entry_request(self, &sb, index);
+    return ledger_call(self, &sb, id, s_entry_rules, NULL, out);
+}
+
+sdm_client_status sdm_client_ledger_inclusion(sdm_client_t *self, uint64_t index, uint64_t size,
+                                              sdm_reply_t **out)
+{
+    *out = NULL;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    request_init(&sb, &pk);
+    uint64_t id = pack_head(self, &pk, "inclusion", 2);
+    pack_kv_u64(&pk, "index", index);
+    pack_kv_u64(&pk, "size", size);
+    return ledger_call(self, &sb, id, s_inclusion_rules, hashes_bad, out);
+}
+
+sdm_client_status sdm_client_ledger_consistency(sdm_client_t *self, uint64_t from, uint64_t to,
+                                                sdm_reply_t **out)
+{
+    *out = NULL;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    request_init(&sb, &pk);
+    uint64_t id = pack_head(self, &pk, "consistency", 2);
+    pack_kv_u64(&pk, "from", from);
+    pack_kv_u64(&pk, "to", to);
+    return ledger_call(self, &sb, id, s_consistency_rules, hashes_bad, out);
+}
+
+static uint32_t window_fields(const sdm_client_window *w)
+{
+    return w ? (uint32_t)(!!w->has_since + !!w->has_until) : 0;
+}
+
+static void pack_window(msgpack_packer *pk, const sdm_client_window *w)
+{
+    if (w && w->has_since)
+        pack_kv_u64(pk, "since", w->since);
+    if (w && w->has_until)
+        pack_kv_u64(pk, "until", w->until);
+}
+
+sdm_client_status sdm_client_ledger_history(sdm_client_t *self, const char *contributor,
+                                            const sdm_client_window *window, uint64_t limit,
+                                            sdm_reply_t **out)
+{
+    *out = NULL;
+    if (!contributor)
+        return client_fail(self, SDM_CLIENT_BAD_ARGUMENT, "contributor: NULL");
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    request_init(&sb, &pk);
+    uint64_t id = pack_head(self, &pk, "history", 1 + window_fields(window) + (limit != 0));
+    pack_kv_str(&pk, "contributor", contributor);
+    pack_window(&pk, window);
+    if (limit)
+        pack_kv_u64(&pk, "limit", limit);
+    return ledger_call(self, &sb, id, s_history_rules, history_bad, out);
+}
+
+sdm_client_status sdm_client_ledger_rewards(sdm_client_t *self, uint64_t pool,
+                                            const sdm_client_window *window, const char *model,
+                                            sdm_reply_t **out)
+{
+    *out = NULL;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    request_init(&sb, &pk);
+    uint64_t id = pack_head(self, &pk, "rewards", 1 + window_fields(window) + (model != NULL));
+    pack_kv_u64(&pk, "pool", pool);
+    pack_window(&pk, window);
+    if (model)
+        pack_kv_str(&pk, "model", model);
+    return ledger_call(self, &sb, id, s_rewards_rules, rewards_bad, out);
+}
+
+#define DEFAULT_ENTRY_WINDOW 64
+#define MAX_ENTRY_WINDOW 1024
+
+sdm_client_status sdm_client_ledger_entries(sdm_client_t *self, uint64_t from, uint64_t to,
+                                            unsigned window, sdm_client_entry_fn fn, void *ctx)
+{
+    if (!fn)
+        return client_fail(self, SDM_CLIENT_BAD_ARGUMENT, "fn: NULL");
+    if (from > to)
+        return client_fail(self, SDM_CLIENT_BAD_ARGUMENT,
+                           "from: %" PRIu64 " is beyond to: %" PRIu64, from, to);
+    if (window == 0)
+        window = DEFAULT_ENTRY_WINDOW;
+    if (window > MAX_ENTRY_WINDOW)
+        window = MAX_ENTRY_WINDOW;
+    /* slot[(index - from) % window] holds a reply that came before its turn; the ledger
+     * answers reads in order, but nothing here depends on it */
+    sdm_reply_t **slot = calloc(window, sizeof(*slot));
+    if (!slot)
+        return client_fail(self, SDM_CLIENT_NOMEM, "out of memory");
+    uint64_t first_id = self->next_id; /* request for index from + k has id first_id + k */
+    uint64_t sent = from, done = from;
+    sdm_client_status st = SDM_CLIENT_OK;
+    while (done < to) {
+        while (sent < to && sent - done < window) {
+            msgpack_sbuffer sb;
+            msgpack_sbuffer_init(&sb);
+            uint64_t id = pack_entry_request(self, &sb, sent);
+            if (id != first_id + (sent - from)) {
+                /* ids count up one per request: this cannot happen */
+                msgpack_sbuffer_destroy(&sb);
+                st = client_fail(self, SDM_CLIENT_INTERNAL, "request ids out of step");
+                goto out;
+            }
+            if ((st = client_send(self, &sb)) != SDM_CLIENT_OK)
+                goto out;
+            sent++;
+        }
+        sdm_reply_t *r;
+        if ((st = client_recv(self, &r)) != SDM_CLIENT_OK)
+            goto out;
+        const val *rid = map_get(&r->root, "id");
+        uint64_t index = rid && rid->type == VAL_UINT && rid->u >= first_id
+                             ? from + (rid->u - first_id)
+                             : UINT64_MAX;
+        if (index < done || index >= sent || slot[(index - from) % window]) {
+            sdm_reply_destroy(&r);
+            st = client_fail(self, SDM_CLIENT_BAD_REPLY,
+                             "reply id does not echo any entry request in flight");
+            goto out;
+        }
+        if ((st = check_reply(self, r, rid->u, s_entry_rules)) != SDM_CLIENT_OK) {
+            sdm_reply_destroy(&r);
+            /* name the entry, keeping the server's message */
+            char msg[sizeof(self->last_error)];
+            snprintf(msg, sizeof(msg), "%s", self->last_error);
+            client_fail(self, st, "entry %" PRIu64 ": %s", index, msg);
+            goto out;
+        }
+        slot[(index - from) % window] = r;
+        while (done < sent && slot[(done - from) % window]) {
+            sdm_reply_t **p = &slot[(done - from) % window];
+            size_t len = 0;
+            const uint8_t *env = sdm_reply_envelope(*p, &len);
+            int stop = fn(ctx, done, env, len);
+            sdm_reply_destroy(p);
+            done++;
+            if (stop)
+                goto out;
+        }
+    }
+out:
+    for (unsigned i = 0; i < window; i++)
+        sdm_reply_destroy(&slot[i]);
+    free(slot);
+    if (sent > done)
+        client_reset(self); /* drop the replies still on their way */
+    if (st == SDM_CLIENT_OK) {
+        self->last_status = SDM_CLIENT_OK;
+        self->last_error[0] = 0;
+    }
+    return st;
+}
+
+int sdm_reply_hashes(const sdm_reply_t *self, const char *path, uint8_t (*out)[32], size_t max,
+                     size_t *n)
+{
+    const val *v = self ? val_at(&self->root, path) : NULL;
+    if (!v || v->type != VAL_ARRAY || v->len > max)
+        return -1;
+    for (size_t i = 0; i < v->len; i++) {
+        if (!is_bin32(&v->items[i]))
+            return -1;
+        memcpy(out[i], v->items[i].bytes, 32);
+    }
+    *n = v->len;
+    return 0;
+}
+
+/* ---- checkpoints and proofs ---------------------------------------------------------- */
+
+char *sdm_client_verifier_key(const char *origin, const uint8_t key[32])
+{
+    char *vkey = NULL;
+    if (!origin || !key || sdm_note_verifier_key(origin, key, &vkey) != SDM_NOTE_OK)
+        return NULL;
+    return vkey;
+}
+
+static sdm_client_status checkpoint_open(const char *note, size_t len, const sdm_note_verifier *v,
+                                         sdm_ledger_checkpoint *cp, char *err, size_t err_len)
+{
+    if (!note || !cp) {
+        sdm_errf(err, err_len, "%s: NULL", !note ? "note" : "checkpoint");
+        return SDM_CLIENT_BAD_ARGUMENT;
+    }
+    char e[256] = "";
+    size_t text_len = 0;
+    sdm_note_status ns = sdm_note_verify(note, len, v, 1, &text_len, e, sizeof(e));
+    if (ns == SDM_NOTE_NOMEM) {
+        sdm_errf(err, err_len, "checkpoint: out of memory");
+        return SDM_CLIENT_NOMEM;
+    }
+    if (ns == SDM_NOTE_MALFORMED) {
+        sdm_errf(err, err_len, "checkpoint: malformed: %s", e);
+        return SDM_CLIENT_BAD_REPLY;
+    }
+    if (ns != SDM_NOTE_OK) {
+        sdm_errf(err, err_len, "checkpoint: not signed by %s (%s)", v->name, e);
+        return SDM_CLIENT_UNAUTHORIZED;
+    }
+    char *origin = NULL;
+    uint64_t size = 0;
+    uint8_t root[32];
+    ns = sdm_checkpoint_parse(note, text_len, &origin, &size, root, e, sizeof(e));
+    if (ns == SDM_NOTE_NOMEM) {
+        sdm_errf(err, err_len, "checkpoint: out of memory");
+        return SDM_CLIENT_NOMEM;
+    }
+    if (ns != SDM_NOTE_OK) {
+        sdm_errf(err, err_len, "checkpoint: malformed: %s", e);
+        return SDM_CLIENT_BAD_REPLY;
+    }
+    /* the key vouches for the origin it is named after, and for no other log */
+    if (strcmp(origin, v->name) != 0) {
+        sdm_errf(err, err_len, "checkpoint: its origin '%.64s' is not the key's name '%.64s'",
+                 origin, v->name);
+        free(origin);
+        return SDM_CLIENT_UNAUTHORIZED;
+    }
+    memset(cp, 0, sizeof(*cp));
+    snprintf(cp->origin, sizeof(cp->origin), "%s", origin);
+    cp->size = size;
+    memcpy(cp->root, root, 32);
+    memcpy(cp->key, v->pk, 32);
+    free(origin);
+    return SDM_CLIENT_OK;
+}
+
+sdm_client_status sdm_client_checkpoint_verify(const char *note, size_t len, const char *vkey,
+                                               sdm_ledger_checkpoint *cp, char *err, size_t err_len)
+{
+    sdm_note_verifier v;
+    char e[256] = "";
+    if (!vkey || sdm_note_verifier_parse(vkey, &v, e, sizeof(e)) != SDM_NOTE_OK) {
+        sdm_errf(err, err_len, "%s", vkey ? e : "verifier key: NULL");
+        return SDM_CLIENT_BAD_ARGUMENT;
+    }
+    return checkpoint_open(note, len, &v, cp, err, err_len);
+}
+
+sdm_client_status sdm_client_checkpoint_verify_key(const char *note, size_t len, const char *origin,
+                                                   const uint8_t key[32], sdm_ledger_checkpoint *cp,
+                                                   char *err, size_t err_len)
+{
+    if (!origin || !key || !sdm_note_name_valid(origin)) {
+        sdm_errf(err, err_len,
+                 "origin: not a valid key name (1 to %d bytes, no space, '+' or "
+                 "control character)",
+                 SDM_NOTE_NAME_MAX);
+        return SDM_CLIENT_BAD_ARGUMENT;
+    }
+    sdm_note_verifier v;
+    memset(&v, 0, sizeof(v));
+    snprintf(v.name, sizeof(v.name), "%s", origin);
+    memcpy(v.pk, key, 32);
+    sdm_note_keyid(origin, key, v.keyid);
+    return checkpoint_open(note, len, &v, cp, err, err_len);
+}
+
+void sdm_client_leaf_hash(const uint8_t *env, size_t env_len, uint8_t out[32])
+{
+    sdm_merkle_leaf_hash(env, env_len, out);
+}
+
+static void hex8(const uint8_t *b, char out[17])
+{
+    sdm_hex(b, 8, out); /* enough of a hash to tell two apart in a message */
+}
+
+sdm_client_status sdm_client_verify_inclusion(const sdm_ledger_checkpoint *cp, uint64_t index,
+                                              const uint8_t *env, size_t env_len,
+                                              const uint8_t (*path)[32], size_t n_path, char *err,
+                                              size_t err_len)
+{
+    if (!cp || !env || (n_path && !path)) {
+        sdm_errf(err, err_len, "%s: NULL", !cp ? "checkpoint" : !env ? "entry" : "path");
+        return SDM_CLIENT_BAD_ARGUMENT;
+    }
+    if (index >= cp->size) {
+        sdm_errf(err, err_len, "index: %" PRIu64 " is not below the checkpoint's size %" PRIu64,
+                 index, cp->size);
+        return SDM_CLIENT_BAD_ARGUMENT;
+    }
+    uint8_t leaf[32];
+    sdm_merkle_leaf_hash(env, env_len, leaf);
+    if (n_path > MAX_PROOF_HASHES ||
+        sdm_merkle_verify_inclusion(leaf, index, cp->size, path, n_path, cp->root) != 0) {
+        char lh[17], rh[17];
+        hex8(leaf, lh);
+        hex8(cp->root, rh);
+        sdm_errf(err, err_len,
+                 "inclusion: the path of %zu hashes does not lead from entry %" PRIu64
+                 "'s leaf hash %s... to the root %s... of size %" PRIu64,
+                 n_path, index, lh, rh, cp->size);
+        return SDM_CLIENT_UNAUTHORIZED;
+    }
+    return SDM_CLIENT_OK;
+}
+
+sdm_client_status sdm_client_verify_consistency(const sdm_ledger_checkpoint *old_cp,
+                                                const sdm_ledger_checkpoint *new_cp,
+                                                const uint8_t (*path)[32], size_t n_path, char *err,
+                                                size_t err_len)
+{
+    if (!old_cp || !new_cp || (n_path && !path)) {
+        sdm_errf(err, err_len, "%s: NULL",
+                 !old_cp   ? "old checkpoint"
+                 : !new_cp ? "new checkpoint"
+                           : "path");
+        return SDM_CLIENT_BAD_ARGUMENT;
+    }
+    if (strcmp(old_cp->origin, new_cp->origin) != 0) {
+        sdm_errf(err, err_len,
+                 "consistency: the checkpoints are of two logs ('%.64s' and "
+                 "'%.64s')",
+                 old_cp->origin, new_cp->origin);
+        return SDM_CLIENT_UNAUTHORIZED;
+    }
+    if (memcmp(old_cp->key, new_cp->key, 32) != 0) {
+        sdm_errf(err, err_len, "consistency: the checkpoints are signed by different keys");
+        return SDM_CLIENT_UNAUTHORIZED;
+    }
+    if (old_cp->size > new_cp->size) {
+        sdm_errf(err, err_len,
+                 "consistency: the new checkpoint's size %" PRIu64
+                 " is below the old one's %" PRIu64 ": a log never shrinks",
+                 new_cp->size, old_cp->size);
+        return SDM_CLIENT_UNAUTHORIZED;
+    }
+    if (old_cp->size == new_cp->size && memcmp(old_cp->root, new_cp->root, 32) != 0) {
+        sdm_errf(err, err_len,
+                 "consistency: two different roots for size %" PRIu64
+                 ": the log was forked or rewritten",
+                 old_cp->size);
+        return SDM_CLIENT_UNAUTHORIZED;
+    }
+    if (n_path > MAX_PROOF_HASHES ||
+        sdm_merkle_verify_consistency(old_cp->size, new_cp->size, old_cp->root, new_cp->root, path,
+                                      n_path) != 0) {
+        sdm_errf(err, err_len,
+                 "consistency: the path of %zu hashes does not show the tree of "
+                 "size %" PRIu64 " inside the tree of size %" PRIu64 ": the log rewrote its past",
+                 n_path, old_cp->size, new_cp->size);
+        return SDM_CLIENT_UNAUTHORIZED;
+    }
+    return SDM_CLIENT_OK;
 }

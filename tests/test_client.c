@@ -1,8 +1,11 @@
 /* test_client.c - the C client and the `sediment` command line: .npy files, reply parsing,
- * a lying server, then every op and the CLI end to end against a live sediment-worker. */
+ * a lying server, then every op and the CLI end to end against a live sediment-worker, and
+ * the ledger ops, checkpoint and proof checks and auditing commands against a live
+ * sediment-ledger. */
 #include <CUnit/Basic.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -19,6 +22,7 @@
 #include <zmq.h>
 
 #include "json.h"
+#include "note.h"
 #include "npy.h"
 #include "sediment/client.h"
 #include "sign.h"
@@ -45,6 +49,7 @@ static void write_bytes(const char *path, const void *b, size_t n)
 
 static uint8_t *read_bytes(const char *path, size_t *n)
 {
+    *n = 0;
     FILE *f = fopen(path, "rb");
     if (!f)
         return NULL;
@@ -569,6 +574,15 @@ typedef enum fake_behaviour {
     FAKE_MISSING_LEAF,
     FAKE_RECEIPT_AS_BIN,
     FAKE_EXTRA_FRAME,
+    /* ledger replies */
+    FAKE_LEDGER_INFO_BAD_WORKER, /* workers: [bin 31] */
+    FAKE_HASHES_SHORT,           /* inclusion: hashes [bin 31] */
+    FAKE_ENTRY_AS_BIN,           /* entry: bin instead of an array */
+    FAKE_HISTORY_BAD_INDEX,      /* entries: [{index: "x", ...}] */
+    FAKE_REWARDS_NEGATIVE,       /* allocations: [["a", -1]] */
+    FAKE_ENTRY,                  /* entry: [index] for the requested index */
+    FAKE_ENTRY_SWAP,             /* takes two entry requests, answers the second first */
+    FAKE_ENTRY_WRONG_ID,         /* entry with an id nobody asked for */
     FAKE_STOP,
 } fake_behaviour;
 
@@ -580,8 +594,8 @@ typedef struct fake_server {
     pthread_t thread;
 } fake_server;
 
-/* The "id" of a request, or 0. */
-static uint64_t request_id(const void *data, size_t len)
+/* The unsigned integer `key` of a request, or 0. */
+static uint64_t request_uint(const void *data, size_t len, const char *key)
 {
     msgpack_unpacked up;
     msgpack_unpacked_init(&up);
@@ -590,13 +604,38 @@ static uint64_t request_id(const void *data, size_t len)
         up.data.type == MSGPACK_OBJECT_MAP)
         for (uint32_t i = 0; i < up.data.via.map.size; i++) {
             const msgpack_object_kv *kv = &up.data.via.map.ptr[i];
-            if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == 2 &&
-                memcmp(kv->key.via.str.ptr, "id", 2) == 0 &&
+            if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == strlen(key) &&
+                memcmp(kv->key.via.str.ptr, key, strlen(key)) == 0 &&
                 kv->val.type == MSGPACK_OBJECT_POSITIVE_INTEGER)
                 id = kv->val.via.u64;
         }
     msgpack_unpacked_destroy(&up);
     return id;
+}
+
+static uint64_t request_id(const void *data, size_t len)
+{
+    return request_uint(data, len, "id");
+}
+
+/* {"id", "ok": true, "entry": [index]}: an entry reply the client can tell apart. */
+static void pack_fake_entry(packbuf *p, uint64_t id, uint64_t index)
+{
+    msgpack_pack_map(&p->pk, 3);
+    pk_str(&p->pk, "id");
+    msgpack_pack_uint64(&p->pk, id);
+    pk_str(&p->pk, "ok");
+    msgpack_pack_true(&p->pk);
+    pk_str(&p->pk, "entry");
+    msgpack_pack_array(&p->pk, 1);
+    msgpack_pack_uint64(&p->pk, index);
+}
+
+static void fake_send(fake_server *fs, zmq_msg_t *ident, const packbuf *p)
+{
+    zmq_msg_send(ident, fs->sock, ZMQ_SNDMORE);
+    zmq_send(fs->sock, "", 0, ZMQ_SNDMORE);
+    zmq_send(fs->sock, p->sb.data, p->sb.size, 0);
 }
 
 static void *fake_main(void *arg)
@@ -611,10 +650,103 @@ static void *fake_main(void *arg)
             zmq_msg_recv(&body, fs->sock, 0) < 0)
             break;
         uint64_t id = request_id(zmq_msg_data(&body), zmq_msg_size(&body));
+        uint64_t index = request_uint(zmq_msg_data(&body), zmq_msg_size(&body), "index");
         packbuf p;
         pb_init(&p);
         uint8_t zero[32] = {0};
         switch (*b) {
+        case FAKE_LEDGER_INFO_BAD_WORKER:
+            msgpack_pack_map(&p.pk, 7);
+            pk_str(&p.pk, "id");
+            msgpack_pack_uint64(&p.pk, id);
+            pk_str(&p.pk, "ok");
+            msgpack_pack_true(&p.pk);
+            pk_str(&p.pk, "version");
+            pk_str(&p.pk, "0.1.0");
+            pk_str(&p.pk, "ledger_key");
+            pk_bin(&p.pk, zero, 32);
+            pk_str(&p.pk, "origin");
+            pk_str(&p.pk, "o");
+            pk_str(&p.pk, "size");
+            msgpack_pack_uint64(&p.pk, 0);
+            pk_str(&p.pk, "workers");
+            msgpack_pack_array(&p.pk, 1);
+            pk_bin(&p.pk, zero, 31);
+            break;
+        case FAKE_HASHES_SHORT:
+            msgpack_pack_map(&p.pk, 4);
+            pk_str(&p.pk, "id");
+            msgpack_pack_uint64(&p.pk, id);
+            pk_str(&p.pk, "ok");
+            msgpack_pack_true(&p.pk);
+            pk_str(&p.pk, "leaf_hash");
+            pk_bin(&p.pk, zero, 32);
+            pk_str(&p.pk, "hashes");
+            msgpack_pack_array(&p.pk, 2);
+            pk_bin(&p.pk, zero, 32);
+            pk_bin(&p.pk, zero, 31);
+            break;
+        case FAKE_ENTRY_AS_BIN:
+            msgpack_pack_map(&p.pk, 3);
+            pk_str(&p.pk, "id");
+            msgpack_pack_uint64(&p.pk, id);
+            pk_str(&p.pk, "ok");
+            msgpack_pack_true(&p.pk);
+            pk_str(&p.pk, "entry");
+            pk_bin(&p.pk, zero, 8);
+            break;
+        case FAKE_HISTORY_BAD_INDEX:
+            msgpack_pack_map(&p.pk, 3);
+            pk_str(&p.pk, "id");
+            msgpack_pack_uint64(&p.pk, id);
+            pk_str(&p.pk, "ok");
+            msgpack_pack_true(&p.pk);
+            pk_str(&p.pk, "entries");
+            msgpack_pack_array(&p.pk, 1);
+            msgpack_pack_map(&p.pk, 1);
+            pk_str(&p.pk, "index");
+            pk_str(&p.pk, "x");
+            break;
+        case FAKE_REWARDS_NEGATIVE:
+            msgpack_pack_map(&p.pk, 5);
+            pk_str(&p.pk, "id");
+            msgpack_pack_uint64(&p.pk, id);
+            pk_str(&p.pk, "ok");
+            msgpack_pack_true(&p.pk);
+            pk_str(&p.pk, "allocations");
+            msgpack_pack_array(&p.pk, 1);
+            msgpack_pack_array(&p.pk, 2);
+            pk_str(&p.pk, "a");
+            msgpack_pack_int64(&p.pk, -1);
+            pk_str(&p.pk, "flagged");
+            msgpack_pack_array(&p.pk, 0);
+            pk_str(&p.pk, "unallocated");
+            msgpack_pack_uint64(&p.pk, 0);
+            break;
+        case FAKE_ENTRY:
+        case FAKE_ENTRY_WRONG_ID:
+            pack_fake_entry(&p, *b == FAKE_ENTRY ? id : id + 100, index);
+            break;
+        case FAKE_ENTRY_SWAP: {
+            zmq_msg_t ident2, delim2, body2;
+            zmq_msg_init(&ident2);
+            zmq_msg_init(&delim2);
+            zmq_msg_init(&body2);
+            if (zmq_msg_recv(&ident2, fs->sock, 0) >= 0 &&
+                zmq_msg_recv(&delim2, fs->sock, 0) >= 0 && zmq_msg_recv(&body2, fs->sock, 0) >= 0) {
+                packbuf p2;
+                pb_init(&p2);
+                pack_fake_entry(&p2, request_id(zmq_msg_data(&body2), zmq_msg_size(&body2)),
+                                request_uint(zmq_msg_data(&body2), zmq_msg_size(&body2), "index"));
+                fake_send(fs, &ident2, &p2);
+                msgpack_sbuffer_destroy(&p2.sb);
+            }
+            zmq_msg_close(&ident2);
+            zmq_msg_close(&delim2);
+            zmq_msg_close(&body2);
+            pack_fake_entry(&p, id, index);
+            break;
+        }
         case FAKE_GARBAGE: {
             const uint8_t g[] = {0xdd, 0xff, 0xff, 0xff, 0xff};
             msgpack_sbuffer_write(&p.sb, (const char *)g, sizeof(g));
@@ -806,6 +938,67 @@ static void test_client_new_rejects(void)
     sdm_client_t *c = sdm_client_new("tcp://127.0.0.1:1", &o, err, sizeof(err));
     CU_ASSERT_PTR_NOT_NULL(c);
     sdm_client_destroy(&c);
+}
+
+typedef struct fake_entries_ctx {
+    uint64_t next;
+    int ok;
+} fake_entries_ctx;
+
+/* Each fake entry is [index]: it must come in order and be the one asked for. */
+static int check_fake_entry(void *ctx, uint64_t index, const uint8_t *env, size_t len)
+{
+    fake_entries_ctx *fc = ctx;
+    if (index != fc->next || len != 2 || env[0] != 0x91 || env[1] != (uint8_t)index)
+        fc->ok = 0;
+    fc->next = index + 1;
+    return 0;
+}
+
+/* Ledger replies that lie about their fields are refused; pipelined entries answered out
+ * of order are still delivered in order; a reply to a request nobody made is refused. */
+static void test_untrusted_ledger(void)
+{
+    static const fake_behaviour script[] = {
+        FAKE_LEDGER_INFO_BAD_WORKER, FAKE_HASHES_SHORT, FAKE_HASHES_SHORT, FAKE_ENTRY_AS_BIN,
+        FAKE_HISTORY_BAD_INDEX, FAKE_REWARDS_NEGATIVE,
+        /* entries 0..5 with a window of 3: 0, then 2 before 1, then 3, then 5 before 4 */
+        FAKE_ENTRY, FAKE_ENTRY_SWAP, FAKE_ENTRY, FAKE_ENTRY_SWAP,
+        /* entries 0..3 with a window of 2: 0, then an id no request had */
+        FAKE_ENTRY, FAKE_ENTRY_WRONG_ID, FAKE_STOP};
+    fake_server fs;
+    CU_ASSERT_EQUAL_FATAL(fake_start(&fs, script), 0);
+    sdm_client_opts o = {.timeout_ms = 2000};
+    char err[256];
+    sdm_client_t *c = sdm_client_new(fs.endpoint, &o, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    sdm_reply_t *r = NULL;
+    CU_ASSERT_EQUAL(sdm_client_ledger_info(c, &r), SDM_CLIENT_BAD_REPLY);
+    ASSERT_CONTAINS(sdm_client_last_error(c), "workers[0]");
+    CU_ASSERT_PTR_NULL(r);
+    CU_ASSERT_EQUAL(sdm_client_ledger_inclusion(c, 0, 2, &r), SDM_CLIENT_BAD_REPLY);
+    ASSERT_CONTAINS(sdm_client_last_error(c), "hashes[1]");
+    CU_ASSERT_EQUAL(sdm_client_ledger_consistency(c, 1, 2, &r), SDM_CLIENT_BAD_REPLY);
+    ASSERT_CONTAINS(sdm_client_last_error(c), "hashes[1]");
+    CU_ASSERT_EQUAL(sdm_client_ledger_entry(c, 0, &r), SDM_CLIENT_BAD_REPLY);
+    ASSERT_CONTAINS(sdm_client_last_error(c), "'entry'");
+    CU_ASSERT_EQUAL(sdm_client_ledger_history(c, "a", NULL, 0, &r), SDM_CLIENT_BAD_REPLY);
+    ASSERT_CONTAINS(sdm_client_last_error(c), "entries[0].index");
+    CU_ASSERT_EQUAL(sdm_client_ledger_rewards(c, 10, NULL, NULL, &r), SDM_CLIENT_BAD_REPLY);
+    ASSERT_CONTAINS(sdm_client_last_error(c), "allocations[0]");
+    CU_ASSERT_PTR_NULL(r);
+
+    fake_entries_ctx fc = {0, 1};
+    CU_ASSERT_EQUAL(sdm_client_ledger_entries(c, 0, 6, 3, check_fake_entry, &fc), SDM_CLIENT_OK);
+    CU_ASSERT_EQUAL(fc.next, 6);
+    CU_ASSERT(fc.ok);
+    fc = (fake_entries_ctx){0, 1};
+    CU_ASSERT_EQUAL(sdm_client_ledger_entries(c, 0, 4, 2, check_fake_entry, &fc),
+                    SDM_CLIENT_BAD_REPLY);
+    ASSERT_CONTAINS(sdm_client_last_error(c), "does not echo");
+    CU_ASSERT_EQUAL(fc.next, 1);
+    sdm_client_destroy(&c);
+    fake_stop(&fs);
 }
 
 /* ---- a live worker ------------------------------------------------------------------- */
@@ -1542,6 +1735,1067 @@ static void test_live_sigterm(void)
     CU_ASSERT_EQUAL(stop_worker(&s_w), 0);
 }
 
+/* ---- a live ledger ------------------------------------------------------------------- */
+
+/* The ledger suite has its own worker (receipts and a proof to append) and ledger. */
+static live_worker s_lw = {-1, ""}, s_ld = {-1, ""};
+#define LEDGER_ORIGIN "test.example/ledger"
+#define N_ENV 4
+static uint8_t *s_env[N_ENV + 1]; /* 3 receipts and a proof from the worker, then a forgery */
+static size_t s_env_len[N_ENV + 1];
+static char *s_cp_note[N_ENV + 1]; /* the checkpoint of each append: s_cp_note[i] has size i+1 */
+static uint8_t s_ledger_key[32];
+static char s_vkey[400];
+static char s_lworker_key[65];
+
+/* Starts sediment-ledger on data_dir (stdout to out_name) with more arguments (NULL ended). */
+static int start_ledger(live_worker *w, const char *data_dir, const char *out_name,
+                        const char *const *extra)
+{
+    char exe[600];
+    snprintf(exe, sizeof(exe), "%s/sediment-ledger", sdm_bin());
+    if (access(exe, X_OK) != 0) {
+        fprintf(stderr, "\n  %s is not there (set SDM_BIN): %s\n", exe, strerror(errno));
+        return -1;
+    }
+    const char *out = scratch(out_name);
+    char out_copy[512];
+    snprintf(out_copy, sizeof(out_copy), "%s", out);
+    const char *argv[24] = {exe, "--listen", "tcp://127.0.0.1:0", "--data", data_dir, "--quiet"};
+    int argc = 6;
+    for (int i = 0; extra && extra[i] && argc < 22; i++)
+        argv[argc++] = extra[i];
+    argv[argc] = NULL;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        int fd = open(out_copy, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0)
+            _exit(127);
+        dup2(fd, 1);
+        close(fd);
+        execv(exe, (char *const *)argv);
+        _exit(127);
+    }
+    w->pid = pid;
+    for (int i = 0; i < 400; i++) {
+        size_t n;
+        uint8_t *b = read_bytes(out_copy, &n);
+        char *nl = b ? strchr((char *)b, '\n') : NULL;
+        if (nl) {
+            *nl = 0;
+            snprintf(w->endpoint, sizeof(w->endpoint), "%s", (char *)b);
+            free(b);
+            return 0;
+        }
+        free(b);
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) {
+            fprintf(stderr, "\n  sediment-ledger exited before printing its endpoint\n");
+            w->pid = -1;
+            return -1;
+        }
+        usleep(50000);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    w->pid = -1;
+    return -1;
+}
+
+static int ledger_setup(void)
+{
+    char wdir[512], ldir[512];
+    snprintf(wdir, sizeof(wdir), "%s", scratch("ledger-suite-worker"));
+    snprintf(ldir, sizeof(ldir), "%s", scratch("ledger-suite-ledger"));
+    const char *extra[] = {"--origin", LEDGER_ORIGIN, NULL};
+    if (start_worker(&s_lw, wdir, "lworker.out", NULL) != 0 ||
+        start_ledger(&s_ld, ldir, "ledger.out", extra) != 0)
+        return -1;
+    return 0;
+}
+
+static int ledger_teardown(void)
+{
+    if (s_lw.pid > 0)
+        stop_worker(&s_lw);
+    if (s_ld.pid > 0)
+        stop_worker(&s_ld);
+    for (int i = 0; i <= N_ENV; i++) {
+        free(s_env[i]);
+        free(s_cp_note[i]);
+    }
+    return 0;
+}
+
+/* st == SDM_CLIENT_OK, saying the client's last error when it is not */
+static int ok_or_say(sdm_client_status st, const sdm_client_t *c)
+{
+    if (st == SDM_CLIENT_OK)
+        return 1;
+    fprintf(stderr, "\n  %s: %s\n", sdm_client_status_str(st), sdm_client_last_error(c));
+    return 0;
+}
+
+#define ASSERT_OK_FATAL(call, c) CU_ASSERT_FATAL(ok_or_say((call), (c)))
+
+static sdm_client_t *client_at(const char *endpoint)
+{
+    sdm_client_opts o = {.timeout_ms = 20000};
+    char err[256];
+    sdm_client_t *c = sdm_client_new(endpoint, &o, err, sizeof(err));
+    if (!c)
+        fprintf(stderr, "\n  client: %s\n", err);
+    return c;
+}
+
+static uint8_t *dup_bytes(const uint8_t *b, size_t n)
+{
+    uint8_t *p = malloc(n ? n : 1);
+    if (p && n)
+        memcpy(p, b, n);
+    return p;
+}
+
+/* A receipt that the ledger accepts, signed by kp (a key no worker has): its leaf is the
+ * hash of its own fields. `seed` makes each one different. */
+static uint8_t *forge_receipt(const sdm_keypair *kp, uint64_t seed, size_t *len)
+{
+    uint64_t ids[2] = {seed, seed + 1};
+    sdm_receipt rc;
+    memset(&rc, 0, sizeof(rc));
+    sdm_leaf_fields lf = {"forged", "c", 0.25, "mallory", "m", 2, {0}, {0}, {0}, 0};
+    sdm_digest_ids(ids, 2, lf.ids_digest);
+    sdm_digest_bytes((const uint8_t *)&seed, sizeof(seed), lf.data_digest);
+    sdm_digest_weights(NULL, 0, lf.weights_digest);
+    rc.leaf_fields = lf;
+    memcpy(rc.worker, kp->pk, 32);
+    rc.issued_at = 1700000000000000000ull + seed;
+    rc.batch = 0;
+    rc.store_size = 1;
+    if (sdm_leaf_hash(&lf, rc.leaf) != 0)
+        return NULL;
+    memcpy(rc.store_root, rc.leaf, 32);
+    uint8_t *body = NULL, *env = NULL;
+    size_t body_len = 0;
+    if (sdm_receipt_encode(&rc, &body, &body_len) != 0)
+        return NULL;
+    if (sdm_envelope_sign(kp, body, body_len, &env, len) != 0)
+        env = NULL;
+    free(body);
+    return env;
+}
+
+/* Every op against the live ledger with real receipts and a proof. */
+static void test_ledger_ops(void)
+{
+    sdm_client_t *c = client_at(s_ld.endpoint), *w = client_at(s_lw.endpoint);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(w);
+    sdm_reply_t *r;
+    char err[512];
+
+    /* info: the origin we gave, an empty log, no allow-list */
+    CU_ASSERT_EQUAL_FATAL(sdm_client_ledger_info(c, &r), SDM_CLIENT_OK);
+    CU_ASSERT_STRING_EQUAL(sdm_reply_str(r, "origin"), LEDGER_ORIGIN);
+    uint64_t size = 99;
+    CU_ASSERT_EQUAL(sdm_reply_u64(r, "size", &size), 0);
+    CU_ASSERT_EQUAL(size, 0);
+    CU_ASSERT(sdm_reply_has(r, "workers"));
+    CU_ASSERT_EQUAL(sdm_reply_count(r, "workers"), -1); /* nil: any valid signature */
+    size_t klen = 0;
+    memcpy(s_ledger_key, sdm_reply_bin(r, "ledger_key", &klen), 32);
+    CU_ASSERT_EQUAL(klen, 32);
+    sdm_reply_destroy(&r);
+    char *vkey = sdm_client_verifier_key(LEDGER_ORIGIN, s_ledger_key);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(vkey);
+    snprintf(s_vkey, sizeof(s_vkey), "%s", vkey);
+    free(vkey);
+    CU_ASSERT(strncmp(s_vkey, LEDGER_ORIGIN "+", strlen(LEDGER_ORIGIN) + 1) == 0);
+    CU_ASSERT_PTR_NULL(sdm_client_verifier_key("has space", s_ledger_key));
+
+    /* three receipts and a proof from the worker */
+    CU_ASSERT_EQUAL_FATAL(sdm_client_info(w, &r), SDM_CLIENT_OK);
+    sdm_hex(sdm_reply_bin(r, "worker_key", NULL), 32, s_lworker_key);
+    sdm_reply_destroy(&r);
+    sdm_projection p = {SDM_PROJ_NONE, 4, 4, 0, 0};
+    CU_ASSERT_EQUAL_FATAL(sdm_client_register(w, "lm", &p, &r), SDM_CLIENT_OK);
+    sdm_reply_destroy(&r);
+    float x[2][4] = {{1, 0.5f, -1, 2}, {0.25f, 1, 1, -0.5f}};
+    uint64_t ids[3][2] = {{1, 2}, {3, 4}, {5, 6}};
+    const char *who[3][2] = {{"alice", "a"}, {"bob", "b"}, {"alice", "a2"}};
+    for (int i = 0; i < 3; i++) {
+        sdm_batch b = {"c0", 0.5, who[i][0], who[i][1], 0, ids[i], {SDM_F32, 2, 4, x}, 0, NULL};
+        CU_ASSERT_EQUAL_FATAL(sdm_client_contribute(w, "lm", &b, &r), SDM_CLIENT_OK);
+        const uint8_t *env = sdm_reply_envelope(r, &s_env_len[i]);
+        s_env[i] = dup_bytes(env, s_env_len[i]);
+        sdm_reply_destroy(&r);
+    }
+    sdm_query q = {"c0", {SDM_F32, 2, 4, x}, 1, NAN};
+    sdm_client_attr a = {.model = "lm", .n_queries = 1, .queries = &q, .topk = 1};
+    CU_ASSERT_EQUAL_FATAL(sdm_client_attribute(w, &a, &r), SDM_CLIENT_OK);
+    const uint8_t *proof = sdm_reply_envelope(r, &s_env_len[3]);
+    s_env[3] = dup_bytes(proof, s_env_len[3]);
+    sdm_reply_destroy(&r);
+    for (int i = 0; i < N_ENV; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "l-env%d.bin", i);
+        write_bytes(scratch(name), s_env[i], s_env_len[i]);
+    }
+
+    /* append: the next index, the leaf hash of the exact bytes, a checkpoint covering it */
+    for (int i = 0; i < N_ENV; i++) {
+        ASSERT_OK_FATAL(sdm_client_ledger_append(c, s_env[i], s_env_len[i], &r), c);
+        uint64_t index = 99;
+        int dup = 1;
+        CU_ASSERT_EQUAL(sdm_reply_u64(r, "index", &index), 0);
+        CU_ASSERT_EQUAL(index, (uint64_t)i);
+        CU_ASSERT_EQUAL(sdm_reply_u64(r, "size", &size), 0);
+        CU_ASSERT_EQUAL(size, (uint64_t)i + 1);
+        CU_ASSERT_EQUAL(sdm_reply_bool(r, "duplicate", &dup), 0);
+        CU_ASSERT_EQUAL(dup, 0);
+        uint8_t leaf[32];
+        sdm_client_leaf_hash(s_env[i], s_env_len[i], leaf);
+        CU_ASSERT_EQUAL(memcmp(sdm_reply_bin(r, "leaf_hash", NULL), leaf, 32), 0);
+        const char *note = sdm_reply_str(r, "checkpoint");
+        CU_ASSERT_PTR_NOT_NULL_FATAL(note);
+        s_cp_note[i] = strdup(note);
+        sdm_ledger_checkpoint cp;
+        CU_ASSERT_EQUAL(
+            sdm_client_checkpoint_verify(note, strlen(note), s_vkey, &cp, err, sizeof(err)),
+            SDM_CLIENT_OK);
+        CU_ASSERT_EQUAL(cp.size, (uint64_t)i + 1);
+        CU_ASSERT_STRING_EQUAL(cp.origin, LEDGER_ORIGIN);
+        CU_ASSERT_EQUAL(memcmp(cp.key, s_ledger_key, 32), 0);
+        sdm_reply_destroy(&r);
+    }
+    /* the same envelope again: the same index, flagged, and the log does not grow */
+    CU_ASSERT_EQUAL_FATAL(sdm_client_ledger_append(c, s_env[0], s_env_len[0], &r), SDM_CLIENT_OK);
+    uint64_t index = 99;
+    int dup = 0;
+    CU_ASSERT_EQUAL(sdm_reply_u64(r, "index", &index), 0);
+    CU_ASSERT_EQUAL(index, 0);
+    CU_ASSERT_EQUAL(sdm_reply_bool(r, "duplicate", &dup), 0);
+    CU_ASSERT_EQUAL(dup, 1);
+    CU_ASSERT_EQUAL(sdm_reply_u64(r, "size", &size), 0);
+    CU_ASSERT_EQUAL(size, N_ENV);
+    sdm_reply_destroy(&r);
+
+    /* refused appends: not an envelope (never sent), a broken signature (the ledger says
+     * unauthorized); none changes the log */
+    CU_ASSERT_EQUAL(sdm_client_ledger_append(c,
+                                             (const uint8_t *)"\xa3"
+                                                              "abc",
+                                             4, &r),
+                    SDM_CLIENT_BAD_ARGUMENT);
+    ASSERT_CONTAINS(sdm_client_last_error(c), "entry");
+    CU_ASSERT_EQUAL(sdm_client_ledger_append(c, s_env[0], s_env_len[0] - 1, &r),
+                    SDM_CLIENT_BAD_ARGUMENT);
+    CU_ASSERT_PTR_NULL(r);
+    uint8_t *bad = dup_bytes(s_env[1], s_env_len[1]);
+    bad[s_env_len[1] - 1] ^= 1;
+    CU_ASSERT_EQUAL(sdm_client_ledger_append(c, bad, s_env_len[1], &r), SDM_CLIENT_UNAUTHORIZED);
+    ASSERT_CONTAINS(sdm_client_last_error(c), "entry");
+    free(bad);
+
+    /* checkpoint: signed by the ledger's key, covering all four */
+    CU_ASSERT_EQUAL_FATAL(sdm_client_ledger_checkpoint(c, &r), SDM_CLIENT_OK);
+    const char *note = sdm_reply_str(r, "checkpoint");
+    sdm_ledger_checkpoint cp, cp2;
+    CU_ASSERT_EQUAL_FATAL(
+        sdm_client_checkpoint_verify(note, strlen(note), s_vkey, &cp, err, sizeof(err)),
+        SDM_CLIENT_OK);
+    CU_ASSERT_EQUAL(cp.size, N_ENV);
+    CU_ASSERT_EQUAL(sdm_client_checkpoint_verify_key(note, strlen(note), LEDGER_ORIGIN,
+                                                     s_ledger_key, &cp2, err, sizeof(err)),
+                    SDM_CLIENT_OK);
+    CU_ASSERT_EQUAL(memcmp(&cp, &cp2, sizeof(cp)), 0);
+    sdm_reply_destroy(&r);
+
+    /* entry: the exact bytes appended; beyond the log: not_found naming the index */
+    for (int i = 0; i < N_ENV; i++) {
+        CU_ASSERT_EQUAL_FATAL(sdm_client_ledger_entry(c, (uint64_t)i, &r), SDM_CLIENT_OK);
+        size_t len = 0;
+        const uint8_t *env = sdm_reply_envelope(r, &len);
+        CU_ASSERT(env && len == s_env_len[i] && memcmp(env, s_env[i], len) == 0);
+        sdm_reply_destroy(&r);
+    }
+    CU_ASSERT_EQUAL(sdm_client_ledger_entry(c, N_ENV, &r), SDM_CLIENT_NOT_FOUND);
+    ASSERT_CONTAINS(sdm_client_last_error(c), "index");
+    CU_ASSERT_PTR_NULL(r);
+
+    /* inclusion of every entry in every checkpoint that covers it */
+    for (int s = 0; s < N_ENV; s++) {
+        sdm_ledger_checkpoint at;
+        CU_ASSERT_EQUAL_FATAL(sdm_client_checkpoint_verify(s_cp_note[s], strlen(s_cp_note[s]),
+                                                           s_vkey, &at, err, sizeof(err)),
+                              SDM_CLIENT_OK);
+        for (int i = 0; i <= s; i++) {
+            CU_ASSERT_EQUAL_FATAL(sdm_client_ledger_inclusion(c, (uint64_t)i, at.size, &r),
+                                  SDM_CLIENT_OK);
+            uint8_t path[64][32], leaf[32];
+            size_t n = 99;
+            CU_ASSERT_EQUAL(sdm_reply_hashes(r, "hashes", path, 64, &n), 0);
+            sdm_client_leaf_hash(s_env[i], s_env_len[i], leaf);
+            CU_ASSERT_EQUAL(memcmp(sdm_reply_bin(r, "leaf_hash", NULL), leaf, 32), 0);
+            CU_ASSERT_EQUAL(sdm_client_verify_inclusion(&at, (uint64_t)i, s_env[i], s_env_len[i],
+                                                        (const uint8_t(*)[32])path, n, err,
+                                                        sizeof(err)),
+                            SDM_CLIENT_OK);
+            sdm_reply_destroy(&r);
+        }
+        /* and consistency of this checkpoint with the latest */
+        CU_ASSERT_EQUAL_FATAL(sdm_client_ledger_consistency(c, at.size, cp.size, &r),
+                              SDM_CLIENT_OK);
+        uint8_t path[64][32];
+        size_t n = 99;
+        CU_ASSERT_EQUAL(sdm_reply_hashes(r, "hashes", path, 64, &n), 0);
+        CU_ASSERT_EQUAL(n == 0, at.size == cp.size);
+        CU_ASSERT_EQUAL(sdm_client_verify_consistency(&at, &cp, (const uint8_t(*)[32])path, n, err,
+                                                      sizeof(err)),
+                        SDM_CLIENT_OK);
+        sdm_reply_destroy(&r);
+    }
+    CU_ASSERT_EQUAL(sdm_client_ledger_inclusion(c, 0, N_ENV + 1, &r), SDM_CLIENT_NOT_FOUND);
+    ASSERT_CONTAINS(sdm_client_last_error(c), "size");
+    CU_ASSERT_EQUAL(sdm_client_ledger_inclusion(c, 3, 2, &r), SDM_CLIENT_BAD_REQUEST);
+    CU_ASSERT_EQUAL(sdm_client_ledger_consistency(c, 3, 2, &r), SDM_CLIENT_BAD_REQUEST);
+    CU_ASSERT_EQUAL(sdm_client_ledger_consistency(c, 1, N_ENV + 1, &r), SDM_CLIENT_NOT_FOUND);
+
+    /* history: alice's two receipts (nil score) and the proof's rows for her shards */
+    CU_ASSERT_EQUAL_FATAL(sdm_client_ledger_history(c, "alice", NULL, 0, &r), SDM_CLIENT_OK);
+    int64_t n_rows = sdm_reply_count(r, "entries");
+    CU_ASSERT_EQUAL(n_rows, 4);
+    int receipts = 0, proofs = 0;
+    for (int64_t i = 0; i < n_rows; i++) {
+        char path[64];
+        double v;
+        snprintf(path, sizeof(path), "entries.%" PRId64 ".type", i);
+        const char *type = sdm_reply_str(r, path);
+        snprintf(path, sizeof(path), "entries.%" PRId64 ".share", i);
+        if (type && strcmp(type, "contribution") == 0) {
+            receipts++;
+            CU_ASSERT_EQUAL(sdm_reply_f64(r, path, &v), -1); /* nil */
+        } else if (type && strcmp(type, "attribution") == 0) {
+            proofs++;
+            CU_ASSERT_EQUAL(sdm_reply_f64(r, path, &v), 0);
+            snprintf(path, sizeof(path), "entries.%" PRId64 ".index", i);
+            CU_ASSERT_EQUAL(sdm_reply_u64(r, path, &index), 0);
+            CU_ASSERT_EQUAL(index, 3);
+        }
+    }
+    CU_ASSERT_EQUAL(receipts, 2);
+    CU_ASSERT_EQUAL(proofs, 2);
+    sdm_reply_destroy(&r);
+    CU_ASSERT_EQUAL_FATAL(sdm_client_ledger_history(c, "alice", NULL, 1, &r), SDM_CLIENT_OK);
+    CU_ASSERT_EQUAL(sdm_reply_count(r, "entries"), 1);
+    sdm_reply_destroy(&r);
+    sdm_client_window later = {.has_since = 1, .since = UINT64_MAX / 2};
+    CU_ASSERT_EQUAL_FATAL(sdm_client_ledger_history(c, "alice", &later, 0, &r), SDM_CLIENT_OK);
+    CU_ASSERT_EQUAL(sdm_reply_count(r, "entries"), 0);
+    sdm_reply_destroy(&r);
+    CU_ASSERT_EQUAL(sdm_client_ledger_history(c, NULL, NULL, 0, &r), SDM_CLIENT_BAD_ARGUMENT);
+    CU_ASSERT_EQUAL(sdm_client_ledger_history(c, "alice", NULL, 100001, &r),
+                    SDM_CLIENT_BAD_REQUEST);
+    ASSERT_CONTAINS(sdm_client_last_error(c), "limit");
+
+    /* rewards: the whole pool, exactly, among contributors; another model: unallocated */
+    CU_ASSERT_EQUAL_FATAL(sdm_client_ledger_rewards(c, 1000, NULL, NULL, &r), SDM_CLIENT_OK);
+    uint64_t sum = 0, unalloc = 99;
+    for (int64_t i = 0; i < sdm_reply_count(r, "allocations"); i++) {
+        char path[64];
+        uint64_t amount = 0;
+        snprintf(path, sizeof(path), "allocations.%" PRId64 ".1", i);
+        CU_ASSERT_EQUAL(sdm_reply_u64(r, path, &amount), 0);
+        sum += amount;
+    }
+    CU_ASSERT(sdm_reply_count(r, "allocations") >= 1);
+    CU_ASSERT_EQUAL(sum, 1000);
+    CU_ASSERT_EQUAL(sdm_reply_u64(r, "unallocated", &unalloc), 0);
+    CU_ASSERT_EQUAL(unalloc, 0);
+    sdm_reply_destroy(&r);
+    CU_ASSERT_EQUAL_FATAL(sdm_client_ledger_rewards(c, 1000, NULL, "no-such-model", &r),
+                          SDM_CLIENT_OK);
+    CU_ASSERT_EQUAL(sdm_reply_count(r, "allocations"), 0);
+    CU_ASSERT_EQUAL(sdm_reply_u64(r, "unallocated", &unalloc), 0);
+    CU_ASSERT_EQUAL(unalloc, 1000);
+    sdm_reply_destroy(&r);
+    sdm_client_window empty = {.has_since = 1, .since = 10, .has_until = 1, .until = 11};
+    CU_ASSERT_EQUAL_FATAL(sdm_client_ledger_rewards(c, 7, &empty, NULL, &r), SDM_CLIENT_OK);
+    CU_ASSERT_EQUAL(sdm_reply_u64(r, "unallocated", &unalloc), 0);
+    CU_ASSERT_EQUAL(unalloc, 7);
+    sdm_reply_destroy(&r);
+    sdm_client_destroy(&w);
+    sdm_client_destroy(&c);
+}
+
+/* The offline checks refuse what was tampered with, and say what. */
+static void test_ledger_verify_rejects(void)
+{
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s_cp_note[N_ENV - 1]);
+    char err[512];
+    const char *note = s_cp_note[N_ENV - 1];
+    size_t len = strlen(note);
+    sdm_ledger_checkpoint cp;
+    CU_ASSERT_EQUAL_FATAL(sdm_client_checkpoint_verify(note, len, s_vkey, &cp, err, sizeof(err)),
+                          SDM_CLIENT_OK);
+
+    /* the size line changed: the signature no longer holds */
+    char *t = strdup(note);
+    char *nl = strchr(t, '\n');
+    CU_ASSERT_EQUAL_FATAL(nl[1], '4');
+    nl[1] = '5';
+    memset(&cp, 0x5a, sizeof(cp));
+    CU_ASSERT_EQUAL(sdm_client_checkpoint_verify(t, len, s_vkey, &cp, err, sizeof(err)),
+                    SDM_CLIENT_UNAUTHORIZED);
+    ASSERT_CONTAINS(err, "not signed by");
+    free(t);
+    /* cut short, not a note at all, or an empty string */
+    CU_ASSERT_EQUAL(sdm_client_checkpoint_verify(note, len - 5, s_vkey, &cp, err, sizeof(err)),
+                    SDM_CLIENT_BAD_REPLY);
+    ASSERT_CONTAINS(err, "malformed");
+    CU_ASSERT_EQUAL(sdm_client_checkpoint_verify("hello\n", 6, s_vkey, &cp, err, sizeof(err)),
+                    SDM_CLIENT_BAD_REPLY);
+    CU_ASSERT_EQUAL(sdm_client_checkpoint_verify("", 0, s_vkey, &cp, err, sizeof(err)),
+                    SDM_CLIENT_BAD_REPLY);
+    /* a malformed key is the caller's mistake */
+    CU_ASSERT_EQUAL(sdm_client_checkpoint_verify(note, len, "nope", &cp, err, sizeof(err)),
+                    SDM_CLIENT_BAD_ARGUMENT);
+    ASSERT_CONTAINS(err, "verifier key");
+    /* another key, or the right key under another name */
+    char kerr[256];
+    sdm_keypair *other = sdm_keypair_load_or_create(s_dir, "other-ledger", kerr, sizeof(kerr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(other);
+    CU_ASSERT_EQUAL(sdm_client_checkpoint_verify_key(note, len, LEDGER_ORIGIN, other->pk, &cp, err,
+                                                     sizeof(err)),
+                    SDM_CLIENT_UNAUTHORIZED);
+    CU_ASSERT_EQUAL(sdm_client_checkpoint_verify_key(note, len, "elsewhere", s_ledger_key, &cp, err,
+                                                     sizeof(err)),
+                    SDM_CLIENT_UNAUTHORIZED);
+    CU_ASSERT_EQUAL(sdm_client_checkpoint_verify_key(note, len, "bad name", s_ledger_key, &cp, err,
+                                                     sizeof(err)),
+                    SDM_CLIENT_BAD_ARGUMENT);
+    /* a note correctly signed under the key's name, whose checkpoint names another origin:
+     * the key vouches only for its own log */
+    uint8_t root[32] = {1};
+    char *text = NULL, *signed_note = NULL;
+    size_t signed_len = 0;
+    CU_ASSERT_EQUAL_FATAL(sdm_checkpoint_format("someone.else/log", 3, root, &text), SDM_NOTE_OK);
+    CU_ASSERT_EQUAL_FATAL(sdm_note_sign(other, "test.example/other", text, strlen(text),
+                                        &signed_note, &signed_len, kerr, sizeof(kerr)),
+                          SDM_NOTE_OK);
+    CU_ASSERT_EQUAL(sdm_client_checkpoint_verify_key(signed_note, signed_len, "test.example/other",
+                                                     other->pk, &cp, err, sizeof(err)),
+                    SDM_CLIENT_UNAUTHORIZED);
+    ASSERT_CONTAINS(err, "origin");
+    free(text);
+    free(signed_note);
+
+    /* inclusion: the real proof holds; each altered part breaks it */
+    CU_ASSERT_EQUAL_FATAL(sdm_client_checkpoint_verify(note, len, s_vkey, &cp, err, sizeof(err)),
+                          SDM_CLIENT_OK);
+    sdm_client_t *c = client_at(s_ld.endpoint);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    sdm_reply_t *r;
+    CU_ASSERT_EQUAL_FATAL(sdm_client_ledger_inclusion(c, 1, cp.size, &r), SDM_CLIENT_OK);
+    uint8_t path[64][32];
+    size_t n = 0;
+    CU_ASSERT_EQUAL_FATAL(sdm_reply_hashes(r, "hashes", path, 64, &n), 0);
+    CU_ASSERT_EQUAL(n, 2); /* 4 leaves: a sibling and a subtree */
+    CU_ASSERT_EQUAL(sdm_reply_hashes(r, "hashes", path, 1, &n), -1);
+    CU_ASSERT_EQUAL(sdm_reply_hashes(r, "leaf_hash", path, 64, &n), -1);
+    CU_ASSERT_EQUAL_FATAL(sdm_reply_hashes(r, "hashes", path, 64, &n), 0);
+    sdm_reply_destroy(&r);
+    const uint8_t(*pp)[32] = (const uint8_t(*)[32])path;
+    CU_ASSERT_EQUAL(
+        sdm_client_verify_inclusion(&cp, 1, s_env[1], s_env_len[1], pp, n, err, sizeof(err)),
+        SDM_CLIENT_OK);
+    CU_ASSERT_EQUAL(
+        sdm_client_verify_inclusion(&cp, 0, s_env[1], s_env_len[1], pp, n, err, sizeof(err)),
+        SDM_CLIENT_UNAUTHORIZED);
+    ASSERT_CONTAINS(err, "inclusion");
+    CU_ASSERT_EQUAL(
+        sdm_client_verify_inclusion(&cp, 1, s_env[2], s_env_len[2], pp, n, err, sizeof(err)),
+        SDM_CLIENT_UNAUTHORIZED);
+    CU_ASSERT_EQUAL(
+        sdm_client_verify_inclusion(&cp, 1, s_env[1], s_env_len[1], pp, n - 1, err, sizeof(err)),
+        SDM_CLIENT_UNAUTHORIZED);
+    CU_ASSERT_EQUAL(
+        sdm_client_verify_inclusion(&cp, cp.size, s_env[1], s_env_len[1], pp, n, err, sizeof(err)),
+        SDM_CLIENT_BAD_ARGUMENT);
+    ASSERT_CONTAINS(err, "index");
+    path[1][7] ^= 0x10;
+    CU_ASSERT_EQUAL(
+        sdm_client_verify_inclusion(&cp, 1, s_env[1], s_env_len[1], pp, n, err, sizeof(err)),
+        SDM_CLIENT_UNAUTHORIZED);
+    sdm_ledger_checkpoint moved = cp;
+    moved.root[0] ^= 1;
+    path[1][7] ^= 0x10;
+    CU_ASSERT_EQUAL(
+        sdm_client_verify_inclusion(&moved, 1, s_env[1], s_env_len[1], pp, n, err, sizeof(err)),
+        SDM_CLIENT_UNAUTHORIZED);
+
+    /* consistency: from the checkpoint of size 1 to the latest */
+    sdm_ledger_checkpoint old;
+    CU_ASSERT_EQUAL_FATAL(sdm_client_checkpoint_verify(s_cp_note[0], strlen(s_cp_note[0]), s_vkey,
+                                                       &old, err, sizeof(err)),
+                          SDM_CLIENT_OK);
+    CU_ASSERT_EQUAL_FATAL(sdm_client_ledger_consistency(c, old.size, cp.size, &r), SDM_CLIENT_OK);
+    CU_ASSERT_EQUAL_FATAL(sdm_reply_hashes(r, "hashes", path, 64, &n), 0);
+    sdm_reply_destroy(&r);
+    CU_ASSERT_EQUAL(sdm_client_verify_consistency(&old, &cp, pp, n, err, sizeof(err)),
+                    SDM_CLIENT_OK);
+    CU_ASSERT_EQUAL(sdm_client_verify_consistency(&cp, &old, pp, n, err, sizeof(err)),
+                    SDM_CLIENT_UNAUTHORIZED);
+    ASSERT_CONTAINS(err, "shrinks");
+    CU_ASSERT_EQUAL(sdm_client_verify_consistency(&old, &moved, pp, n, err, sizeof(err)),
+                    SDM_CLIENT_UNAUTHORIZED);
+    ASSERT_CONTAINS(err, "rewrote");
+    CU_ASSERT_EQUAL(sdm_client_verify_consistency(&cp, &moved, NULL, 0, err, sizeof(err)),
+                    SDM_CLIENT_UNAUTHORIZED);
+    ASSERT_CONTAINS(err, "forked");
+    sdm_ledger_checkpoint renamed = cp;
+    snprintf(renamed.origin, sizeof(renamed.origin), "elsewhere");
+    CU_ASSERT_EQUAL(sdm_client_verify_consistency(&old, &renamed, pp, n, err, sizeof(err)),
+                    SDM_CLIENT_UNAUTHORIZED);
+    ASSERT_CONTAINS(err, "two logs");
+    sdm_ledger_checkpoint rekeyed = cp;
+    memcpy(rekeyed.key, other->pk, 32);
+    CU_ASSERT_EQUAL(sdm_client_verify_consistency(&old, &rekeyed, pp, n, err, sizeof(err)),
+                    SDM_CLIENT_UNAUTHORIZED);
+    if (n > 0) {
+        path[n - 1][0] ^= 1;
+        CU_ASSERT_EQUAL(sdm_client_verify_consistency(&old, &cp, pp, n, err, sizeof(err)),
+                        SDM_CLIENT_UNAUTHORIZED);
+    }
+    sdm_keypair_destroy(&other);
+    sdm_client_destroy(&c);
+}
+
+typedef struct collect_ctx {
+    uint64_t next;    /* the index expected next */
+    uint64_t stop_at; /* return 1 after this index (UINT64_MAX: never) */
+    int in_order, same_bytes;
+} collect_ctx;
+
+static int collect_entry(void *ctx, uint64_t index, const uint8_t *env, size_t len)
+{
+    collect_ctx *cc = ctx;
+    if (index != cc->next)
+        cc->in_order = 0;
+    if (index >= N_ENV || len != s_env_len[index] || memcmp(env, s_env[index], len) != 0)
+        cc->same_bytes = 0;
+    cc->next = index + 1;
+    return index == cc->stop_at;
+}
+
+/* Pipelined fetching: every entry once, in order, with the bytes appended; errors name the
+ * entry; an early stop leaves the client usable. */
+static void test_ledger_entries_pipelined(void)
+{
+    sdm_client_t *c = client_at(s_ld.endpoint);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    unsigned windows[] = {1, 2, 3, 64};
+    for (size_t k = 0; k < sizeof(windows) / sizeof(windows[0]); k++) {
+        collect_ctx cc = {0, UINT64_MAX, 1, 1};
+        CU_ASSERT_EQUAL(sdm_client_ledger_entries(c, 0, N_ENV, windows[k], collect_entry, &cc),
+                        SDM_CLIENT_OK);
+        CU_ASSERT_EQUAL(cc.next, N_ENV);
+        CU_ASSERT(cc.in_order && cc.same_bytes);
+    }
+    collect_ctx cc = {1, UINT64_MAX, 1, 1};
+    CU_ASSERT_EQUAL(sdm_client_ledger_entries(c, 1, 3, 8, collect_entry, &cc), SDM_CLIENT_OK);
+    CU_ASSERT_EQUAL(cc.next, 3);
+    CU_ASSERT_EQUAL(sdm_client_ledger_entries(c, 2, 2, 8, collect_entry, &cc), SDM_CLIENT_OK);
+    CU_ASSERT_EQUAL(sdm_client_ledger_entries(c, 3, 2, 8, collect_entry, &cc),
+                    SDM_CLIENT_BAD_ARGUMENT);
+    /* past the end: the entries before it are delivered, then not_found naming the index */
+    cc = (collect_ctx){0, UINT64_MAX, 1, 1};
+    CU_ASSERT_EQUAL(sdm_client_ledger_entries(c, 0, N_ENV + 3, 4, collect_entry, &cc),
+                    SDM_CLIENT_NOT_FOUND);
+    ASSERT_CONTAINS(sdm_client_last_error(c), "entry 4");
+    CU_ASSERT_EQUAL(cc.next, N_ENV);
+    /* stop early with requests in flight; the next call gets its own reply, not a stale one */
+    cc = (collect_ctx){0, 1, 1, 1};
+    CU_ASSERT_EQUAL(sdm_client_ledger_entries(c, 0, N_ENV, 4, collect_entry, &cc), SDM_CLIENT_OK);
+    CU_ASSERT_EQUAL(cc.next, 2);
+    sdm_reply_t *r;
+    CU_ASSERT_EQUAL_FATAL(sdm_client_ledger_entry(c, 3, &r), SDM_CLIENT_OK);
+    size_t len = 0;
+    const uint8_t *env = sdm_reply_envelope(r, &len);
+    CU_ASSERT(len == s_env_len[3] && memcmp(env, s_env[3], len) == 0);
+    sdm_reply_destroy(&r);
+    sdm_client_destroy(&c);
+
+    /* nobody there: a timeout, not a hang */
+    sdm_client_opts o = {.timeout_ms = 300};
+    char err[256];
+    sdm_client_t *dead = sdm_client_new("tcp://127.0.0.1:1", &o, err, sizeof(err));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dead);
+    cc = (collect_ctx){0, UINT64_MAX, 1, 1};
+    CU_ASSERT_EQUAL(sdm_client_ledger_entries(dead, 0, 10, 4, collect_entry, &cc),
+                    SDM_CLIENT_TIMEOUT);
+    CU_ASSERT_EQUAL(cc.next, 0);
+    sdm_client_destroy(&dead);
+}
+
+/* Writes text to a scratch file and returns its path (a copy the caller keeps). */
+static void save_text(const char *path, const char *text)
+{
+    write_bytes(path, text, strlen(text));
+}
+
+/* The ledger commands of `sediment`, success and failure paths. */
+static void test_cli_ledger(void)
+{
+    const char *L = s_ld.endpoint;
+    char vk[420], cpa[512], cpb[512], tampered[512], other_cp[512], vkfile[512], junk[512];
+    snprintf(vk, sizeof(vk), "'%s'", s_vkey);
+    snprintf(cpa, sizeof(cpa), "%s", scratch("cp-a.note"));
+    snprintf(cpb, sizeof(cpb), "%s", scratch("cp-b.note"));
+    snprintf(tampered, sizeof(tampered), "%s", scratch("cp-tampered.note"));
+    snprintf(other_cp, sizeof(other_cp), "%s", scratch("cp-other.note"));
+    snprintf(vkfile, sizeof(vkfile), "%s", scratch("ledger.vkey"));
+    snprintf(junk, sizeof(junk), "%s", scratch("junk.note"));
+    const char *cmds[] = {"ledger-info", "ledger-key", "checkpoint", "prove",  "consistency",
+                          "audit",       "append",     "history",    "rewards"};
+    for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+        CU_ASSERT_EQUAL(cli("%s --help", cmds[i]), 0);
+        char *o = cli_output("out");
+        char want[64];
+        snprintf(want, sizeof(want), "usage: sediment %s", cmds[i]);
+        ASSERT_CONTAINS(o, want);
+        free(o);
+        CU_ASSERT_EQUAL(cli("help %s", cmds[i]), 0);
+    }
+    CU_ASSERT_EQUAL(cli("help audit"), 0);
+    char *o = cli_output("out");
+    ASSERT_CONTAINS(o, "--tofu"); /* the trust text is part of the command's help */
+    free(o);
+
+    /* ledger-info: the key and the verifier key computed from it */
+    CU_ASSERT_EQUAL_FATAL(cli("--json ledger-info --ledger %s", L), 0);
+    json *j = cli_json();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_STRING_EQUAL(json_s(j, "verifier_key"), s_vkey);
+    CU_ASSERT_STRING_EQUAL(json_s(j, "origin"), LEDGER_ORIGIN);
+    CU_ASSERT_EQUAL(json_num(j, "size"), N_ENV);
+    CU_ASSERT_EQUAL(json_get(j, "workers")->type, JSON_NULL);
+    json_free(j);
+    CU_ASSERT_EQUAL(cli("ledger-info --ledger %s", L), 0);
+    o = cli_output("out");
+    ASSERT_CONTAINS(o, s_vkey);
+    ASSERT_CONTAINS(o, "any valid signature");
+    free(o);
+    /* a ledger command without a ledger there: a timeout, exit 1 */
+    CU_ASSERT_EQUAL(cli("--timeout 0.3 ledger-info --ledger tcp://127.0.0.1:1"), 1);
+    o = cli_output("err");
+    ASSERT_CONTAINS(o, "timeout");
+    free(o);
+
+    /* ledger-key: from the ledger and from its data dir, the same key */
+    CU_ASSERT_EQUAL(cli("ledger-key --ledger %s", L), 0);
+    o = cli_output("out");
+    char line[420];
+    snprintf(line, sizeof(line), "%s\n", s_vkey);
+    CU_ASSERT_STRING_EQUAL(o, line);
+    free(o);
+    save_text(vkfile, line);
+    char ldir[512];
+    snprintf(ldir, sizeof(ldir), "%s", scratch("ledger-suite-ledger"));
+    CU_ASSERT_EQUAL(cli("ledger-key --data %s", ldir), 0);
+    o = cli_output("out");
+    CU_ASSERT_STRING_EQUAL(o, line);
+    free(o);
+    CU_ASSERT_EQUAL(cli("--json ledger-key --data %s --origin other.example", ldir), 0);
+    j = cli_json();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT(strncmp(json_s(j, "verifier_key"), "other.example+", 14) == 0);
+    json_free(j);
+    CU_ASSERT_EQUAL(cli("ledger-key --data %s", scratch("no-such-dir")), 2);
+    CU_ASSERT_EQUAL(cli("ledger-key --data %s --origin 'bad name'", ldir), 2);
+    CU_ASSERT_EQUAL(cli("ledger-key --data %s --ledger %s", ldir, L), 2);
+
+    /* checkpoint: trust must be said; --vkey, --vkey-file and --tofu all verify */
+    CU_ASSERT_EQUAL(cli("checkpoint --ledger %s", L), 2);
+    o = cli_output("err");
+    ASSERT_CONTAINS(o, "--vkey");
+    free(o);
+    CU_ASSERT_EQUAL(cli("checkpoint --ledger %s --vkey nonsense", L), 2);
+    CU_ASSERT_EQUAL(cli("checkpoint --ledger %s --vkey %s --tofu", L, vk), 2);
+    CU_ASSERT_EQUAL(cli("checkpoint --ledger %s --vkey %s --out %s", L, vk, cpa), 0);
+    o = cli_output("out");
+    ASSERT_CONTAINS(o, "signature ok");
+    ASSERT_CONTAINS(o, "size        4");
+    free(o);
+    size_t n;
+    char *saved = (char *)read_bytes(cpa, &n);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(saved);
+    sdm_ledger_checkpoint cp;
+    char err[512];
+    CU_ASSERT_EQUAL(sdm_client_checkpoint_verify(saved, n, s_vkey, &cp, err, sizeof(err)),
+                    SDM_CLIENT_OK);
+    CU_ASSERT_EQUAL(cp.size, N_ENV);
+    CU_ASSERT_EQUAL(cli("--json checkpoint --ledger %s --vkey-file %s", L, vkfile), 0);
+    j = cli_json();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_EQUAL(json_get(j, "ok")->type, JSON_BOOL);
+    CU_ASSERT_EQUAL(json_get(j, "ok")->number, 1);
+    CU_ASSERT_EQUAL(json_num(j, "size"), N_ENV);
+    CU_ASSERT_STRING_EQUAL(json_s(j, "trust"), "vkey");
+    CU_ASSERT_STRING_EQUAL(json_s(j, "checkpoint"), saved);
+    json_free(j);
+    CU_ASSERT_EQUAL(cli("checkpoint --ledger %s --tofu", L), 0);
+    o = cli_output("out");
+    ASSERT_CONTAINS(o, "--tofu");
+    free(o);
+    o = cli_output("err");
+    ASSERT_CONTAINS(o, "trusting the key the ledger reports");
+    free(o);
+
+    /* a saved checkpoint whose size was changed, and one that is not a note at all */
+    char *nl = strchr(saved, '\n');
+    nl[1] = '3';
+    save_text(tampered, saved);
+    free(saved);
+    save_text(junk, "not a checkpoint\n");
+    CU_ASSERT_EQUAL(cli("prove --ledger %s --vkey %s --index 0 --checkpoint %s", L, vk, tampered),
+                    1);
+    o = cli_output("err");
+    ASSERT_CONTAINS(o, "does not verify");
+    free(o);
+    CU_ASSERT_EQUAL(cli("--json consistency --ledger %s --vkey %s --old %s", L, vk, tampered), 1);
+    j = cli_json();
+    CU_ASSERT_PTR_NOT_NULL(j);
+    CU_ASSERT(j && json_get(j, "ok")->number == 0 && strlen(json_s(j, "problem")) > 0);
+    json_free(j);
+    CU_ASSERT_EQUAL(cli("audit --ledger %s --vkey %s --checkpoint %s", L, vk, tampered), 1);
+    CU_ASSERT_EQUAL(cli("prove --ledger %s --vkey %s --index 0 --checkpoint %s", L, vk, junk), 2);
+    CU_ASSERT_EQUAL(cli("prove --ledger %s --vkey %s --index 0 --checkpoint %s", L, vk,
+                        scratch("nothing-here")),
+                    2);
+
+    /* a checkpoint of another ledger (same origin, another key) */
+    live_worker other = {-1, ""};
+    char odir[512];
+    snprintf(odir, sizeof(odir), "%s", scratch("ledger-other"));
+    const char *extra[] = {"--origin", LEDGER_ORIGIN, NULL};
+    CU_ASSERT_EQUAL_FATAL(start_ledger(&other, odir, "ledger-other.out", extra), 0);
+    CU_ASSERT_EQUAL(cli("checkpoint --ledger %s --tofu --out %s", other.endpoint, other_cp), 0);
+    CU_ASSERT_EQUAL(stop_worker(&other), 0);
+    CU_ASSERT_EQUAL(cli("prove --ledger %s --vkey %s --index 0 --checkpoint %s", L, vk, other_cp),
+                    1);
+    o = cli_output("err");
+    ASSERT_CONTAINS(o, "not signed by");
+    free(o);
+    CU_ASSERT_EQUAL(cli("consistency --ledger %s --vkey %s --old %s", L, vk, other_cp), 1);
+    /* and this ledger's checkpoint under the other ledger's key, as --tofu there would */
+    CU_ASSERT_EQUAL(cli("ledger-key --data %s", odir), 0);
+    o = cli_output("out");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(o);
+    o[strcspn(o, "\n")] = 0;
+    CU_ASSERT_EQUAL(cli("checkpoint --ledger %s --vkey '%s'", L, o), 1);
+    free(o);
+
+    /* prove */
+    CU_ASSERT_EQUAL(cli("prove --ledger %s --vkey %s", L, vk), 2); /* no --index */
+    CU_ASSERT_EQUAL(cli("prove --ledger %s --vkey %s --index x", L, vk), 2);
+    CU_ASSERT_EQUAL(cli("prove --ledger %s --vkey %s --index %d", L, vk, N_ENV), 1);
+    o = cli_output("err");
+    ASSERT_CONTAINS(o, "not in the checkpoint");
+    free(o);
+    CU_ASSERT_EQUAL(cli("prove --ledger %s --vkey %s --index 1 --checkpoint %s", L, vk, cpa), 0);
+    save_text(cpb, s_cp_note[0]); /* the checkpoint of size 1 */
+    CU_ASSERT_EQUAL(cli("prove --ledger %s --vkey %s --index 1 --checkpoint %s", L, vk, cpb), 1);
+    CU_ASSERT_EQUAL(cli("prove --ledger %s --vkey %s --index 0 --checkpoint %s", L, vk, cpb), 0);
+    char envfile[512], badenv[512], outenv[512];
+    snprintf(envfile, sizeof(envfile), "%s", scratch("l-env1.bin"));
+    snprintf(badenv, sizeof(badenv), "%s", scratch("l-env1-corrupt.bin"));
+    snprintf(outenv, sizeof(outenv), "%s", scratch("l-env2-out.bin"));
+    CU_ASSERT_EQUAL(cli("prove --ledger %s --vkey %s --index 1 --entry %s", L, vk, envfile), 0);
+    o = cli_output("out");
+    ASSERT_CONTAINS(o, "included: entry 1");
+    ASSERT_CONTAINS(o, "byte for byte");
+    ASSERT_CONTAINS(o, s_lworker_key);
+    free(o);
+    CU_ASSERT_EQUAL(cli("prove --ledger %s --vkey %s --index 2 --entry %s", L, vk, envfile), 1);
+    o = cli_output("err");
+    ASSERT_CONTAINS(o, "not entry 2");
+    free(o);
+    uint8_t *corrupt = dup_bytes(s_env[1], s_env_len[1]);
+    corrupt[s_env_len[1] / 2] ^= 0x20;
+    write_bytes(badenv, corrupt, s_env_len[1]);
+    free(corrupt);
+    CU_ASSERT_EQUAL(cli("prove --ledger %s --vkey %s --index 1 --entry %s", L, vk, badenv), 1);
+    CU_ASSERT_EQUAL(cli("--json prove --ledger %s --tofu --index 2 --entry-out %s", L, outenv), 0);
+    j = cli_json();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    uint8_t leaf[32];
+    char leaf_hex[65];
+    sdm_client_leaf_hash(s_env[2], s_env_len[2], leaf);
+    sdm_hex(leaf, 32, leaf_hex);
+    CU_ASSERT_STRING_EQUAL(json_s(j, "leaf_hash"), leaf_hex);
+    CU_ASSERT_STRING_EQUAL(json_s(j, "trust"), "tofu");
+    CU_ASSERT_STRING_EQUAL(json_s(j, "type"), "contribution");
+    CU_ASSERT_EQUAL(json_get(j, "hashes")->len, 2);
+    json_free(j);
+    uint8_t *got = read_bytes(outenv, &n);
+    CU_ASSERT(got && n == s_env_len[2] && memcmp(got, s_env[2], n) == 0);
+    free(got);
+    CU_ASSERT_EQUAL(cli("verify %s --key %s", outenv, s_lworker_key), 0);
+
+    /* append: a forged but well-formed receipt (a key no worker has), then the same again;
+     * files that are not envelopes are refused before anything is sent */
+    char kerr[256], forged[512];
+    sdm_keypair *kp = sdm_keypair_load_or_create(s_dir, "ledger-forger", kerr, sizeof(kerr));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(kp);
+    s_env[N_ENV] = forge_receipt(kp, 77, &s_env_len[N_ENV]);
+    sdm_keypair_destroy(&kp);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s_env[N_ENV]);
+    snprintf(forged, sizeof(forged), "%s", scratch("forged-l.bin"));
+    write_bytes(forged, s_env[N_ENV], s_env_len[N_ENV]);
+    CU_ASSERT_EQUAL(cli("--json append --ledger %s %s", L, forged), 0);
+    j = cli_json();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_EQUAL(json_num(j, "index"), N_ENV);
+    CU_ASSERT_EQUAL(json_get(j, "duplicate")->number, 0);
+    json_free(j);
+    CU_ASSERT_EQUAL(cli("append --ledger %s %s", L, forged), 0);
+    o = cli_output("out");
+    ASSERT_CONTAINS(o, "duplicate");
+    free(o);
+    CU_ASSERT_EQUAL(cli("append --ledger %s %s", L, junk), 2);
+    CU_ASSERT_EQUAL(cli("append --ledger %s %s", L, badenv), 1); /* signature */
+    o = cli_output("err");
+    ASSERT_CONTAINS(o, "the ledger replied unauthorized");
+    free(o);
+
+    /* consistency: the saved size-4 checkpoint against the latest (size 5), then backwards */
+    CU_ASSERT_EQUAL(cli("consistency --ledger %s --vkey %s --old %s --out %s", L, vk, cpa, cpb), 0);
+    o = cli_output("out");
+    ASSERT_CONTAINS(o, "consistent: the log of size 5 extends the log of size 4");
+    free(o);
+    CU_ASSERT_EQUAL(
+        cli("--json consistency --ledger %s --vkey %s --old %s --new %s", L, vk, cpa, cpb), 0);
+    j = cli_json();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_EQUAL(json_num(json_get(j, "old"), "size"), 4);
+    CU_ASSERT_EQUAL(json_num(json_get(j, "new"), "size"), 5);
+    json_free(j);
+    CU_ASSERT_EQUAL(cli("consistency --ledger %s --vkey %s --old %s --new %s", L, vk, cpb, cpa), 1);
+    o = cli_output("err");
+    ASSERT_CONTAINS(o, "never shrinks");
+    free(o);
+    CU_ASSERT_EQUAL(cli("consistency --ledger %s --vkey %s", L, vk), 2); /* no --old */
+
+    /* audit: all good without an allow-list; with one, the forged entry is named */
+    CU_ASSERT_EQUAL(cli("--json audit --ledger %s --vkey %s --progress", L, vk), 0);
+    o = cli_output("err");
+    ASSERT_CONTAINS(o, "5/5 entries (100%), 0 bad");
+    free(o);
+    j = cli_json();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_EQUAL(json_get(j, "ok")->number, 1);
+    CU_ASSERT_EQUAL(json_get(j, "root_ok")->number, 1);
+    CU_ASSERT_EQUAL(json_num(j, "size"), N_ENV + 1);
+    CU_ASSERT_EQUAL(json_num(j, "entries_ok"), N_ENV + 1);
+    CU_ASSERT_EQUAL(json_get(j, "bad")->len, 0);
+    json_free(j);
+    char workers[512];
+    snprintf(workers, sizeof(workers), "%s", scratch("audit-workers.txt"));
+    char wl[128];
+    snprintf(wl, sizeof(wl), "# the suite's worker\n%s\n", s_lworker_key);
+    save_text(workers, wl);
+    CU_ASSERT_EQUAL(
+        cli("--json audit --ledger %s --vkey %s --workers %s --window 2", L, vk, workers), 1);
+    j = cli_json();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_EQUAL(json_get(j, "ok")->number, 0);
+    CU_ASSERT_EQUAL(json_get(j, "root_ok")->number, 1);
+    CU_ASSERT_EQUAL(json_num(j, "entries_ok"), N_ENV);
+    const json *bad = json_get(j, "bad");
+    CU_ASSERT_EQUAL_FATAL(bad->len, 1);
+    CU_ASSERT_EQUAL(json_num(json_at(bad, 0), "index"), N_ENV);
+    ASSERT_CONTAINS(json_s(json_at(bad, 0), "why"), "not in --workers");
+    json_free(j);
+    CU_ASSERT_EQUAL(cli("audit --ledger %s --vkey %s --workers %s", L, vk, workers), 1);
+    o = cli_output("out");
+    ASSERT_CONTAINS(o, "entry 4: signed by");
+    ASSERT_CONTAINS(o, "matches the checkpoint");
+    free(o);
+    o = cli_output("err");
+    ASSERT_CONTAINS(o, "audit failed: 1 bad entry");
+    free(o);
+    /* the saved checkpoint of size 4 does not cover the forgery */
+    CU_ASSERT_EQUAL(cli("audit --ledger %s --vkey %s --workers %s --checkpoint %s --progress-every "
+                        "2",
+                        L, vk, workers, cpa),
+                    0);
+    o = cli_output("err");
+    ASSERT_CONTAINS(o, "2/4 entries");
+    ASSERT_CONTAINS(o, "4/4 entries");
+    free(o);
+    CU_ASSERT_EQUAL(cli("audit --ledger %s --vkey %s --workers %s", L, vk, junk), 2);
+    CU_ASSERT_EQUAL(cli("audit --ledger %s --vkey %s --window 0", L, vk), 2);
+
+    /* history and rewards */
+    CU_ASSERT_EQUAL(cli("history --ledger %s --contributor alice", L), 0);
+    o = cli_output("out");
+    ASSERT_CONTAINS(o, "contribution");
+    ASSERT_CONTAINS(o, "attribution");
+    ASSERT_CONTAINS(o, "4 entries touching alice");
+    free(o);
+    CU_ASSERT_EQUAL(cli("--json history --ledger %s --contributor alice --limit 3 --since "
+                        "2000-01-01T00:00:00Z",
+                        L),
+                    0);
+    j = cli_json();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_EQUAL(json_get(j, "entries")->len, 3);
+    json_free(j);
+    CU_ASSERT_EQUAL(cli("--json history --ledger %s --contributor alice --until "
+                        "2000-01-01T00:00:00.5Z",
+                        L),
+                    0);
+    j = cli_json();
+    CU_ASSERT(j && json_get(j, "entries")->len == 0);
+    json_free(j);
+    CU_ASSERT_EQUAL(cli("history --ledger %s --contributor mallory", L), 0);
+    o = cli_output("out");
+    ASSERT_CONTAINS(o, "1 entry touching mallory");
+    free(o);
+    CU_ASSERT_EQUAL(cli("history --ledger %s --contributor alice --since yesterday", L), 2);
+    CU_ASSERT_EQUAL(cli("history --ledger %s", L), 2);
+    CU_ASSERT_EQUAL(cli("--json rewards --ledger %s --pool 1001", L), 0);
+    j = cli_json();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    const json *alloc = json_get(j, "allocations");
+    double total = 0;
+    for (size_t i = 0; alloc && i < alloc->len; i++)
+        total += json_at(json_at(alloc, i), 1)->number;
+    CU_ASSERT_EQUAL(total, 1001);
+    json_free(j);
+    CU_ASSERT_EQUAL(cli("rewards --ledger %s --pool 10 --model nothing", L), 0);
+    o = cli_output("out");
+    ASSERT_CONTAINS(o, "unallocated 10");
+    free(o);
+    CU_ASSERT_EQUAL(cli("rewards --ledger %s --pool -3", L), 2);
+}
+
+/* Appends n forged receipts with every request in flight at once (a DEALER of our own), so
+ * that the log grows past several audit batches quickly. 0 or -1. */
+static int append_many(const char *endpoint, uint64_t n, uint64_t seed0)
+{
+    char kerr[256];
+    sdm_keypair *kp = sdm_keypair_load_or_create(s_dir, "bulk-forger", kerr, sizeof(kerr));
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int timeout = 30000, linger = 0, rc = kp ? 0 : -1;
+    zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof(timeout));
+    zmq_setsockopt(sock, ZMQ_LINGER, &linger, sizeof(linger));
+    if (zmq_connect(sock, endpoint) != 0)
+        rc = -1;
+    for (uint64_t i = 0; i < n && rc == 0; i++) {
+        size_t len = 0;
+        uint8_t *env = forge_receipt(kp, seed0 + 2 * i, &len);
+        msgpack_sbuffer sb;
+        msgpack_sbuffer_init(&sb);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 3);
+        msgpack_pack_str_with_body(&pk, "op", 2);
+        msgpack_pack_str_with_body(&pk, "append", 6);
+        msgpack_pack_str_with_body(&pk, "id", 2);
+        msgpack_pack_uint64(&pk, i);
+        msgpack_pack_str_with_body(&pk, "entry", 5);
+        if (!env || msgpack_sbuffer_write(&sb, (const char *)env, len) != 0 ||
+            zmq_send(sock, "", 0, ZMQ_SNDMORE) < 0 || zmq_send(sock, sb.data, sb.size, 0) < 0)
+            rc = -1;
+        msgpack_sbuffer_destroy(&sb);
+        free(env);
+    }
+    for (uint64_t i = 0; i < n && rc == 0; i++) {
+        char buf[4096];
+        int more = 0;
+        size_t ml = sizeof(more);
+        if (zmq_recv(sock, buf, sizeof(buf), 0) < 0 ||
+            zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &ml) != 0 || !more) {
+            rc = -1;
+            break;
+        }
+        int got = zmq_recv(sock, buf, sizeof(buf), 0);
+        sdm_reply_t *r =
+            got > 0 ? sdm_reply_parse((const uint8_t *)buf,
+                                      (size_t)got < sizeof(buf) ? (size_t)got : sizeof(buf), kerr,
+                                      sizeof(kerr))
+                    : NULL;
+        int ok = 0;
+        if (!r || sdm_reply_bool(r, "ok", &ok) != 0 || !ok)
+            rc = -1;
+        sdm_reply_destroy(&r);
+    }
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    sdm_keypair_destroy(&kp);
+    return rc;
+}
+
+/* A log of more than two audit batches: every window and thread count gives the same
+ * verdict, the root the checkpoint signs, and bad entries named in index order. */
+static void test_cli_audit_many(void)
+{
+    const uint64_t n_bulk = 1200;
+    CU_ASSERT_EQUAL_FATAL(append_many(s_ld.endpoint, n_bulk, 1000), 0);
+    const uint64_t size = N_ENV + 1 + n_bulk;
+    const char *runs[][2] = {{"1", "1"}, {"7", "3"}, {"256", "2"}};
+    for (int k = 0; k < 3; k++) {
+        CU_ASSERT_EQUAL(cli("--json audit --ledger %s --vkey '%s' --window %s --jobs %s",
+                            s_ld.endpoint, s_vkey, runs[k][0], runs[k][1]),
+                        0);
+        json *j = cli_json();
+        CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+        CU_ASSERT_EQUAL(json_num(j, "size"), size);
+        CU_ASSERT_EQUAL(json_num(j, "entries_ok"), size);
+        CU_ASSERT_STRING_EQUAL(json_s(j, "computed_root"), json_s(j, "root"));
+        json_free(j);
+    }
+    /* only the suite's worker allowed: every forgery is bad, listed in index order */
+    char workers[512];
+    snprintf(workers, sizeof(workers), "%s", scratch("audit-workers.txt"));
+    CU_ASSERT_EQUAL(cli("--json audit --ledger %s --vkey '%s' --workers %s --jobs 3", s_ld.endpoint,
+                        s_vkey, workers),
+                    1);
+    json *j = cli_json();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_EQUAL(json_num(j, "entries_ok"), N_ENV);
+    const json *bad = json_get(j, "bad");
+    CU_ASSERT_EQUAL_FATAL(bad->len, n_bulk + 1);
+    int in_order = 1;
+    for (size_t i = 0; i < bad->len; i++)
+        in_order &= json_num(json_at(bad, i), "index") == (double)(N_ENV + i);
+    CU_ASSERT(in_order);
+    json_free(j);
+    CU_ASSERT_EQUAL(cli("audit --ledger %s --vkey '%s' --workers %s --progress-every 500",
+                        s_ld.endpoint, s_vkey, workers),
+                    1);
+    char *o = cli_output("out");
+    ASSERT_CONTAINS(o, "and 1181 more");
+    free(o);
+    o = cli_output("err");
+    ASSERT_CONTAINS(o, "500/1205 entries");
+    ASSERT_CONTAINS(o, "1000/1205 entries");
+    ASSERT_CONTAINS(o, "1205/1205 entries (100%), 1201 bad");
+    free(o);
+    CU_ASSERT_EQUAL(cli("audit --ledger %s --vkey '%s' --jobs 0", s_ld.endpoint, s_vkey), 2);
+}
+
+static void test_ledger_sigterm(void)
+{
+    CU_ASSERT_EQUAL(stop_worker(&s_ld), 0);
+    CU_ASSERT_EQUAL(stop_worker(&s_lw), 0);
+}
+
 /* ---- main ---------------------------------------------------------------------------- */
 
 static int register_suites(void)
@@ -1561,6 +2815,7 @@ static int register_suites(void)
     CU_add_test(s, "malformed replies are refused", test_reply_rejects);
     CU_add_test(s, "a server that lies, stalls or errs", test_untrusted_server);
     CU_add_test(s, "bad endpoints and keys", test_client_new_rejects);
+    CU_add_test(s, "a ledger that lies about its replies", test_untrusted_ledger);
     CU_add_test(s, "verify: self-signed receipts, good and forged", test_cli_verify_forged);
 
     s = CU_add_suite("live worker", live_setup, live_teardown);
@@ -1573,6 +2828,17 @@ static int register_suites(void)
     CU_add_test(s, "the sediment command line", test_cli_end_to_end);
     CU_add_test(s, "keygen and a CURVE worker", test_cli_keygen_and_curve);
     CU_add_test(s, "SIGTERM stops the worker with status 0", test_live_sigterm);
+
+    s = CU_add_suite("live ledger", ledger_setup, ledger_teardown);
+    if (!s)
+        return -1;
+    CU_add_test(s, "every ledger op, with a worker's receipts and proof", test_ledger_ops);
+    CU_add_test(s, "checkpoint, inclusion and consistency checks refuse tampering",
+                test_ledger_verify_rejects);
+    CU_add_test(s, "pipelined entry fetching", test_ledger_entries_pipelined);
+    CU_add_test(s, "the ledger commands of sediment", test_cli_ledger);
+    CU_add_test(s, "audit of more than two batches of entries", test_cli_audit_many);
+    CU_add_test(s, "SIGTERM stops ledger and worker with status 0", test_ledger_sigterm);
     return 0;
 }
 

@@ -1,10 +1,12 @@
-/* client.h - the C client of a sediment worker: one call per op of SPEC §6, typed replies.
+/* client.h - the C client of a sediment worker and ledger: one call per op of SPEC §6, typed
+ * replies, and the offline checks of what they sign (envelopes, checkpoints, Merkle proofs).
  *
- * A client holds one ZeroMQ DEALER connection to one worker. Each call sends one request,
- * waits for its reply (at most the timeout), checks the reply before trusting any of it
- * (bounded pre-check, echoed id, types of the fields the op promises) and hands it back as
- * an sdm_reply_t: typed getters by field path, the signed envelope (receipt or proof) as
- * raw bytes, and the whole reply as JSON text. No ZeroMQ or msgpack type appears here.
+ * A client holds one ZeroMQ DEALER connection to one server (a worker or a ledger). Each
+ * call sends one request, waits for its reply (at most the timeout), checks the reply before
+ * trusting any of it (bounded pre-check, echoed id, types of the fields the op promises) and
+ * hands it back as an sdm_reply_t: typed getters by field path, the signed envelope
+ * (receipt, proof, entry) as raw bytes, and the whole reply as JSON text. No ZeroMQ or
+ * msgpack type appears here.
  *
  * Ownership: strings and arrays passed in are borrowed for the call. A reply returned
  * through `out` is the caller's, freed with sdm_reply_destroy; pointers read from it stay
@@ -146,13 +148,13 @@ int64_t sdm_reply_count(const sdm_reply_t *self, const char *path);
 /* The key of entry i of the map at path (NULL: the reply itself); borrowed, or NULL. */
 const char *sdm_reply_key(const sdm_reply_t *self, const char *path, size_t i);
 
-/* The signed envelope a reply carries (`receipt` of contribute, `proof` of attribute: a
- * msgpack array inside the reply), as its exact bytes, to store, forward to a ledger or
- * verify (sdm_client_open_envelope); NULL when there is none. */
+/* The signed envelope a reply carries (`receipt` of contribute, `proof` of attribute, `entry`
+ * of a ledger's entry: a msgpack array inside the reply), as its exact bytes, to store,
+ * forward to a ledger or verify (sdm_client_open_envelope); NULL when there is none. */
 const uint8_t *sdm_reply_envelope(const sdm_reply_t *self, size_t *len);
 
 /* The reply as one JSON object: binary as lower-case hex, non-finite floats as null, and
- * the envelope (receipt or proof) as the hex of its exact bytes, ready to be saved as a
+ * the envelope (receipt, proof, entry) as the hex of its exact bytes, ready to be saved as a
  * file for `sediment verify`. The caller frees it; NULL when out of memory. */
 char *sdm_reply_json(const sdm_reply_t *self);
 
@@ -209,6 +211,133 @@ const sdm_query_result *sdm_reply_query(const sdm_reply_t *self, size_t i);
 SDM_NODISCARD sdm_client_status sdm_client_open_envelope(const uint8_t *env, size_t env_len,
                                                          sdm_reply_t **body, uint8_t key[32],
                                                          char *err, size_t err_len);
+
+/* ---- ledger ops ----------------------------------------------------------------------- */
+/* The same client talks to a sediment-ledger (docs/ledger.md); each call checks the fields
+ * its op promises, as the worker calls do. None of these replies is evidence by itself:
+ * check a checkpoint with sdm_client_checkpoint_verify and entries and proofs against it. */
+
+/* info: version, origin (strings), ledger_key (bin 32), size, workers (an array of bin 32
+ * keys, or nil when the ledger accepts any valid signature). */
+SDM_NODISCARD sdm_client_status sdm_client_ledger_info(sdm_client_t *self, sdm_reply_t **out);
+
+/* append one signed envelope (its exact bytes: one msgpack array, as sdm_reply_envelope
+ * gives it). Reply: index, leaf_hash (bin 32), size, checkpoint (the signed note of the
+ * commit; nil in the rare reply whose note the ledger had no memory to copy), duplicate. */
+SDM_NODISCARD sdm_client_status sdm_client_ledger_append(sdm_client_t *self, const uint8_t *env,
+                                                         size_t env_len, sdm_reply_t **out);
+
+/* checkpoint: checkpoint (the latest signed note, a string). */
+SDM_NODISCARD sdm_client_status sdm_client_ledger_checkpoint(sdm_client_t *self, sdm_reply_t **out);
+
+/* entry: entry, the envelope at index; its exact bytes are sdm_reply_envelope. not_found at
+ * or beyond the log's size. */
+SDM_NODISCARD sdm_client_status sdm_client_ledger_entry(sdm_client_t *self, uint64_t index,
+                                                        sdm_reply_t **out);
+
+/* inclusion of entry index in the tree of the first size entries. Reply: leaf_hash (bin 32)
+ * and hashes (at most 64 bin 32: sdm_reply_hashes). */
+SDM_NODISCARD sdm_client_status sdm_client_ledger_inclusion(sdm_client_t *self, uint64_t index,
+                                                            uint64_t size, sdm_reply_t **out);
+
+/* consistency between the trees of the first `from` and `to` entries. Reply: hashes. */
+SDM_NODISCARD sdm_client_status sdm_client_ledger_consistency(sdm_client_t *self, uint64_t from,
+                                                              uint64_t to, sdm_reply_t **out);
+
+/* A window of issued_at times (unix ns), since <= issued_at < until; either end optional. */
+typedef struct sdm_client_window {
+    int has_since;
+    uint64_t since;
+    int has_until;
+    uint64_t until;
+} sdm_client_window;
+
+/* history of a contributor; window may be NULL, limit 0 is the ledger's default (1000).
+ * Reply: entries, each {index, issued_at, type, model, shard, score, share} with score and
+ * share nil for receipts ("entries.0.index", ...). */
+SDM_NODISCARD sdm_client_status sdm_client_ledger_history(sdm_client_t *self,
+                                                          const char *contributor,
+                                                          const sdm_client_window *window,
+                                                          uint64_t limit, sdm_reply_t **out);
+
+/* rewards: pool units split by the attribution proofs in the window (NULL: all) and of
+ * model (NULL: every model). Reply: allocations [[contributor, amount]], flagged
+ * [contributor], unallocated. */
+SDM_NODISCARD sdm_client_status sdm_client_ledger_rewards(sdm_client_t *self, uint64_t pool,
+                                                          const sdm_client_window *window,
+                                                          const char *model, sdm_reply_t **out);
+
+/* Called with each entry's exact envelope bytes, in index order; the bytes are borrowed for
+ * the call. Returns 0 to go on, anything else to stop the fetch. */
+typedef int (*sdm_client_entry_fn)(void *ctx, uint64_t index, const uint8_t *env, size_t env_len);
+
+/* Fetches entries [from, to) with up to `window` requests in flight (0: 64; at most 1024),
+ * so that reading a whole log costs about one round trip per window rather than per entry.
+ * Each reply is checked as sdm_client_ledger_entry checks it. Returns SDM_CLIENT_OK once fn
+ * has seen every entry or asked to stop, else the first failure (its message names the
+ * index); replies still in flight are dropped. */
+SDM_NODISCARD sdm_client_status sdm_client_ledger_entries(sdm_client_t *self, uint64_t from,
+                                                          uint64_t to, unsigned window,
+                                                          sdm_client_entry_fn fn, void *ctx);
+
+/* The array of 32-byte hashes at path ("hashes" of an inclusion or consistency reply) into
+ * out[0..max). 0 and *n, or -1 when absent, not such an array, or longer than max. */
+int sdm_reply_hashes(const sdm_reply_t *self, const char *path, uint8_t (*out)[32], size_t max,
+                     size_t *n);
+
+/* ---- checkpoints and Merkle proofs (offline) -------------------------------------------- */
+
+#define SDM_CLIENT_ORIGIN_MAX 255
+
+/* A ledger checkpoint whose signature has been checked. */
+typedef struct sdm_ledger_checkpoint {
+    char origin[SDM_CLIENT_ORIGIN_MAX + 1];
+    uint64_t size;
+    uint8_t root[32];
+    uint8_t key[32]; /* the Ed25519 key that signed it */
+} sdm_ledger_checkpoint;
+
+/* The note verifier key "<origin>+<8 hex key id>+<base64(0x01 || key)>" of a ledger (the
+ * form Go's golang.org/x/mod/sumdb/note reads); the caller frees it. NULL when origin is not
+ * a valid key name (1 to 255 bytes, no space, '+' or control character) or out of memory. */
+char *sdm_client_verifier_key(const char *origin, const uint8_t key[32]);
+
+/* Opens a signed checkpoint (a C2SP signed-note of len bytes holding a tlog-checkpoint) with
+ * a verifier key string: the note must carry a valid signature by that key, and the
+ * checkpoint's origin must be the key's name. On SDM_CLIENT_OK *cp is filled.
+ * SDM_CLIENT_BAD_ARGUMENT: vkey is malformed; SDM_CLIENT_BAD_REPLY: the note or checkpoint
+ * is malformed; SDM_CLIENT_UNAUTHORIZED: not signed by that key, a signature that does not
+ * hold, or another origin. err says which. */
+SDM_NODISCARD sdm_client_status sdm_client_checkpoint_verify(const char *note, size_t len,
+                                                             const char *vkey,
+                                                             sdm_ledger_checkpoint *cp, char *err,
+                                                             size_t err_len);
+/* The same with the ledger's origin and Ed25519 public key (as its `info` reports them). */
+SDM_NODISCARD sdm_client_status sdm_client_checkpoint_verify_key(const char *note, size_t len,
+                                                                 const char *origin,
+                                                                 const uint8_t key[32],
+                                                                 sdm_ledger_checkpoint *cp,
+                                                                 char *err, size_t err_len);
+
+/* A ledger entry's leaf hash: SHA-256(0x00 || envelope bytes) (SPEC §5). */
+void sdm_client_leaf_hash(const uint8_t *env, size_t env_len, uint8_t out[32]);
+
+/* Checks that the envelope env (exact bytes) is entry `index` of the tree cp commits to,
+ * given the inclusion path (the `hashes` of an inclusion reply for index and cp->size).
+ * SDM_CLIENT_OK, SDM_CLIENT_BAD_ARGUMENT (index is not below cp->size) or
+ * SDM_CLIENT_UNAUTHORIZED (the proof does not hold); err says which. */
+SDM_NODISCARD sdm_client_status sdm_client_verify_inclusion(
+    const sdm_ledger_checkpoint *cp, uint64_t index, const uint8_t *env, size_t env_len,
+    const uint8_t (*path)[32], size_t n_path, char *err, size_t err_len);
+
+/* Checks that checkpoint new_cp extends old_cp: same origin and key, old size <= new size,
+ * and the consistency path (the `hashes` of a consistency reply from old to new size) links
+ * the two roots. SDM_CLIENT_OK or SDM_CLIENT_UNAUTHORIZED with err saying why. */
+SDM_NODISCARD sdm_client_status sdm_client_verify_consistency(const sdm_ledger_checkpoint *old_cp,
+                                                              const sdm_ledger_checkpoint *new_cp,
+                                                              const uint8_t (*path)[32],
+                                                              size_t n_path, char *err,
+                                                              size_t err_len);
 
 #ifdef __cplusplus
 }

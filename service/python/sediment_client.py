@@ -1,14 +1,19 @@
-"""sediment_client.py - Python client of the sediment worker, and verifiers independent of its C code.
+"""sediment_client.py - Python clients of the sediment worker and ledger, and verifiers.
 
-The client speaks SPEC §6 over a ZeroMQ REQ socket: one msgpack map per frame, request ids
+The clients speak SPEC §6 over a ZeroMQ REQ socket: one msgpack map per frame, request ids
 counting up and checked on every reply. The verifiers re-derive everything a receipt or a
 proof claims from what the client sent (SHA-256 digests, the RFC 9162 leaf hash, the Ed25519
 signature) and the projections of SPEC §2 are reimplemented in numpy, so a client can check
-the worker without trusting any of its code.
+the worker without trusting any of its code. For the ledger, C2SP signed checkpoints and RFC
+9162 inclusion and consistency proofs are checked here from the specifications alone
+(hashlib, base64, PyNaCl), a second implementation beside the C one.
 
 Needs pyzmq, msgpack, numpy and (for verification) PyNaCl; Debian ships all four.
 """
 
+import base64
+import binascii
+import collections
 import hashlib
 
 import msgpack
@@ -16,14 +21,17 @@ import numpy as np
 import zmq
 
 __all__ = [
-    "Client", "SedimentError", "SedimentTimeout", "VerificationError",
+    "Client", "LedgerClient", "SedimentError", "SedimentTimeout", "VerificationError",
     "encode_matrix", "float32_to_bf16",
     "digest_ids", "digest_bytes", "digest_weights",
     "verify_envelope", "leaf_data", "leaf_hash", "merkle_root", "verify_receipt", "verify_proof",
     "philox4x32", "rademacher_matrix", "sjlt_matrix", "rademacher_project", "sjlt_project",
+    "Checkpoint", "note_key_id", "verifier_key", "parse_verifier_key", "verify_checkpoint",
+    "ledger_leaf_hash", "verify_inclusion", "verify_consistency",
 ]
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:7710"
+DEFAULT_LEDGER_ENDPOINT = "tcp://127.0.0.1:7720"
 ENVELOPE_TAG = "sediment-signed-v1"
 
 
@@ -112,19 +120,13 @@ def _curve_key(key, name):
     return key
 
 
-class Client:
-    """A connection to one sediment worker.
+class _Connection:
+    """A REQ connection to one server (worker or ledger); Client and LedgerClient add the ops.
+    With curve_server_key (the server's CURVE public key) the connection is encrypted;
+    curve_public/curve_secret are this client's pair, made fresh when not given."""
 
-    Every method returns the reply as a dict (without "id" and "ok") or raises SedimentError
-    with the wire code. Signed envelopes (`receipt`, `proof`) are kept as the reply has them,
-    decoded msgpack lists, ready for verify_envelope/verify_receipt/verify_proof.
-
-    With curve_server_key (the worker's CURVE public key) the connection is encrypted;
-    curve_public/curve_secret are this client's pair, made fresh when not given (the worker's
-    allow-list must then hold `client.curve_public`)."""
-
-    def __init__(self, endpoint=DEFAULT_ENDPOINT, timeout=30.0, curve_server_key=None,
-                 curve_public=None, curve_secret=None):
+    def __init__(self, endpoint, timeout=30.0, curve_server_key=None, curve_public=None,
+                 curve_secret=None):
         self.endpoint = endpoint
         self.timeout = timeout
         self._server_key = None
@@ -168,12 +170,25 @@ class Client:
     def call(self, op, fields=None):
         """Sends {"op": op, "id": <next id>, **fields} and returns the reply's other fields.
         The building block of the named methods; fields go out as given."""
+        return self._call_frame(op, fields)[0]
+
+    def _call_frame(self, op, fields=None, encoded=None):
+        """call(), also returning the reply frame's bytes. encoded: {key: bytes} of values
+        already msgpack-encoded, sent exactly as they are (a signed envelope)."""
         req_id = self._next_id
         self._next_id += 1
         req = {"op": op, "id": req_id}
         if fields:
             req.update(fields)
-        frame = msgpack.packb(req, use_bin_type=True)
+        if encoded:
+            packer = msgpack.Packer(use_bin_type=True)
+            frame = packer.pack_map_header(len(req) + len(encoded))
+            for key, value in req.items():
+                frame += packer.pack(key) + packer.pack(value)
+            for key, value in encoded.items():
+                frame += packer.pack(key) + bytes(value)
+        else:
+            frame = msgpack.packb(req, use_bin_type=True)
         self._sock.send(frame)
         wait_ms = None if self.timeout is None else int(self.timeout * 1000)
         if not self._sock.poll(wait_ms, zmq.POLLIN):
@@ -197,7 +212,23 @@ class Client:
             err = reply.get("error") or {}
             raise SedimentError(err.get("code", "protocol"), err.get("message", ""))
         del reply["id"], reply["ok"]
-        return reply
+        return reply, raw
+
+
+class Client(_Connection):
+    """A connection to one sediment worker.
+
+    Every method returns the reply as a dict (without "id" and "ok") or raises SedimentError
+    with the wire code. Signed envelopes (`receipt`, `proof`) are kept as the reply has them,
+    decoded msgpack lists, ready for verify_envelope/verify_receipt/verify_proof.
+
+    With curve_server_key (the worker's CURVE public key) the connection is encrypted;
+    curve_public/curve_secret are this client's pair, made fresh when not given (the worker's
+    allow-list must then hold `client.curve_public`)."""
+
+    def __init__(self, endpoint=DEFAULT_ENDPOINT, timeout=30.0, curve_server_key=None,
+                 curve_public=None, curve_secret=None):
+        super().__init__(endpoint, timeout, curve_server_key, curve_public, curve_secret)
 
     def info(self):
         return self.call("info")
@@ -261,6 +292,146 @@ class Client:
         if request_id is not None:
             fields["request_id"] = request_id
         return self.call("attribute", fields)
+
+
+def _map_value_bytes(frame, key):
+    """The exact msgpack bytes of the value of `key` in the map that frame holds, or None."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=False)
+    unpacker.feed(frame)
+    found = None
+    for _ in range(unpacker.read_map_header()):
+        k = unpacker.unpack()
+        start = unpacker.tell()
+        unpacker.skip()
+        if k == key:
+            found = frame[start:unpacker.tell()]  # the last of repeated keys, as decoders do
+    return found
+
+
+def _envelope_bytes(entry):
+    """The msgpack bytes of an envelope given as its bytes or as the decoded list."""
+    if isinstance(entry, (bytes, bytearray, memoryview)):
+        entry = bytes(entry)
+        try:
+            decoded = msgpack.unpackb(entry, raw=False)
+        except Exception as e:
+            raise ValueError("entry: not one msgpack object (%s)" % e)
+        if not isinstance(decoded, list):
+            raise ValueError("entry: not a msgpack array")
+        return entry
+    if not isinstance(entry, (list, tuple)):
+        raise TypeError("entry: expected the envelope's bytes or its decoded list")
+    return msgpack.packb(list(entry), use_bin_type=True)
+
+
+class LedgerClient(_Connection):
+    """A connection to one sediment-ledger (docs/ledger.md).
+
+    Every method returns the reply as a dict (without "id" and "ok") or raises SedimentError.
+    Nothing a ledger says is evidence by itself: `verified_checkpoint` checks the signed
+    checkpoint against a verifier key you trust, and `prove` / `prove_consistency` check
+    entries and the log's history against such a checkpoint, with this module's own
+    implementation of C2SP signed notes and RFC 9162 proofs."""
+
+    def __init__(self, endpoint=DEFAULT_LEDGER_ENDPOINT, timeout=30.0, curve_server_key=None,
+                 curve_public=None, curve_secret=None):
+        super().__init__(endpoint, timeout, curve_server_key, curve_public, curve_secret)
+
+    def info(self):
+        """version, ledger_key, origin, size, workers (None: any valid signature)."""
+        return self.call("info")
+
+    def append(self, entry):
+        """Appends a signed envelope: its bytes (sent exactly as they are) or the decoded
+        list a worker reply holds. Returns index, leaf_hash, size, checkpoint, duplicate."""
+        return self._call_frame("append", encoded={"entry": _envelope_bytes(entry)})[0]
+
+    def checkpoint(self):
+        """The latest signed checkpoint: {"checkpoint": note text}. Check it with
+        verify_checkpoint, or use verified_checkpoint."""
+        return self.call("checkpoint")
+
+    def entry(self, index):
+        """{"entry": the envelope at index, decoded}; not_found at or beyond the size."""
+        return self.call("entry", {"index": int(index)})
+
+    def entry_bytes(self, index):
+        """The envelope at index as the exact bytes the ledger holds and hashes."""
+        reply, frame = self._call_frame("entry", {"index": int(index)})
+        raw = _map_value_bytes(frame, "entry")
+        if raw is None or not isinstance(reply.get("entry"), list):
+            raise SedimentError("protocol", "entry: the reply has no envelope")
+        return raw
+
+    def inclusion(self, index, size):
+        """{"leaf_hash", "hashes"}: the RFC 9162 path of entry index in the tree of size."""
+        return self.call("inclusion", {"index": int(index), "size": int(size)})
+
+    def consistency(self, from_size, to_size):
+        """{"hashes"}: the RFC 9162 consistency path between the trees of the two sizes."""
+        return self.call("consistency", {"from": int(from_size), "to": int(to_size)})
+
+    @staticmethod
+    def _window(fields, since, until):
+        if since is not None:
+            fields["since"] = int(since)
+        if until is not None:
+            fields["until"] = int(until)
+        return fields
+
+    def history(self, contributor, since=None, until=None, limit=None):
+        """{"entries": [{index, issued_at, type, model, shard, score, share}]}, oldest first;
+        since/until are unix nanoseconds (since <= issued_at < until)."""
+        fields = self._window({"contributor": contributor}, since, until)
+        if limit is not None:
+            fields["limit"] = int(limit)
+        return self.call("history", fields)
+
+    def rewards(self, pool, since=None, until=None, model=None):
+        """{"allocations": [[contributor, amount]], "flagged", "unallocated"}."""
+        fields = self._window({"pool": int(pool)}, since, until)
+        if model is not None:
+            fields["model"] = model
+        return self.call("rewards", fields)
+
+    def verified_checkpoint(self, vkey):
+        """Fetches the latest checkpoint and verifies it with verify_checkpoint(note, vkey);
+        returns (Checkpoint, note text)."""
+        note = self.checkpoint()["checkpoint"]
+        return verify_checkpoint(note, vkey), note
+
+    def prove(self, index, checkpoint, entry=None, allowed_keys=None):
+        """Proves that entry index is in the log of a verified Checkpoint: fetches the entry
+        and its inclusion path, checks the envelope's signature (and signer, with
+        allowed_keys), that the ledger's leaf_hash is SHA-256(0x00 || entry) and the path.
+        entry: bytes you hold, which must be the entry byte for byte. Returns the entry's
+        bytes. Raises VerificationError."""
+        index = int(index)
+        if not 0 <= index < checkpoint.size:
+            raise VerificationError("index: %d is not in the checkpoint of size %d"
+                                    % (index, checkpoint.size))
+        raw = self.entry_bytes(index)
+        if entry is not None and bytes(entry) != raw:
+            raise VerificationError("entry: not entry %d of the log (the bytes differ)" % index)
+        verify_envelope(raw, allowed_keys)
+        proof = self.inclusion(index, checkpoint.size)
+        leaf = ledger_leaf_hash(raw)
+        if proof.get("leaf_hash") != leaf:
+            raise VerificationError("leaf_hash: the ledger's is not SHA-256(0x00 || entry %d)"
+                                    % index)
+        verify_inclusion(leaf, index, checkpoint.size, proof.get("hashes"), checkpoint.root)
+        return raw
+
+    def prove_consistency(self, old, new):
+        """Checks that the log of verified Checkpoint `old` is a prefix of that of `new`
+        (same origin and key, the ledger's consistency path). Raises VerificationError."""
+        if (old.origin, old.key) != (new.origin, new.key):
+            raise VerificationError("checkpoints: of two logs (origin or key differ)")
+        if old.size > new.size:
+            raise VerificationError("size: the newer checkpoint (%d) is smaller than the older "
+                                    "(%d): a log never shrinks" % (new.size, old.size))
+        hashes = self.consistency(old.size, new.size)["hashes"]
+        verify_consistency(old.size, new.size, old.root, new.root, hashes)
 
 
 # ---- digests, envelopes, Merkle trees --------------------------------------------------------
@@ -419,6 +590,216 @@ def verify_proof(proof, query_matrices, allowed_keys=None):
         h.update(_matrix_bytes(m, "queries[%d]" % i))
     _check(body, "query_digest", h.digest())
     return body
+
+
+# ---- ledger checkpoints and proofs (C2SP signed-note, tlog-checkpoint; RFC 9162) ---------------
+
+EM_DASH = "\u2014"
+
+
+Checkpoint = collections.namedtuple("Checkpoint", "origin size root key")
+Checkpoint.__doc__ = """A checkpoint whose signature has been verified: origin (str), size, root
+(32 bytes) and key (the Ed25519 public key that signed it)."""
+
+
+def _b64_strict(text, what):
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise VerificationError("%s: not base64" % what)
+    if base64.b64encode(raw).decode() != text:
+        raise VerificationError("%s: not canonical base64" % what)
+    return raw
+
+
+def _key_name_ok(name):
+    return (0 < len(name.encode()) <= 255 and "+" not in name and
+            all(c > " " and c != "\x7f" for c in name))
+
+
+def note_key_id(name, public_key):
+    """C2SP signed-note key ID: the first 4 bytes of SHA-256(name || "\n" || 0x01 || key)."""
+    return hashlib.sha256(name.encode() + b"\n\x01" + bytes(public_key)).digest()[:4]
+
+
+def verifier_key(origin, public_key):
+    """The note verifier key "<origin>+<8 hex key id>+<base64(0x01 || key)>" of a ledger."""
+    if not _key_name_ok(origin):
+        raise ValueError("origin: %r is not a valid key name" % origin)
+    public_key = _as_key(public_key)
+    if len(public_key) != 32:
+        raise ValueError("public_key: expected 32 bytes")
+    return "%s+%s+%s" % (origin, note_key_id(origin, public_key).hex(),
+                         base64.b64encode(b"\x01" + public_key).decode())
+
+
+def parse_verifier_key(vkey):
+    """(name, Ed25519 public key) of a verifier key string; its key ID must match."""
+    parts = vkey.split("+", 2)  # base64 may hold '+'; a key name never does
+    if len(parts) != 3:
+        raise VerificationError("verifier key: expected <name>+<key id>+<key>")
+    name, hex_id, b64 = parts
+    if not _key_name_ok(name):
+        raise VerificationError("verifier key name: %r is not a valid key name" % name)
+    if len(hex_id) != 8 or any(c not in "0123456789abcdef" for c in hex_id):
+        raise VerificationError("verifier key id: expected 8 lower-case hex digits")
+    raw = _b64_strict(b64, "verifier key")
+    if len(raw) != 33 or raw[0] != 1:
+        raise VerificationError("verifier key: expected an Ed25519 key (0x01 and 32 bytes)")
+    if note_key_id(name, raw[1:]).hex() != hex_id:
+        raise VerificationError("verifier key id: does not match the name and key")
+    return name, raw[1:]
+
+
+def _parse_checkpoint_text(text):
+    """(origin, size, root) of a tlog-checkpoint body; extension lines are ignored."""
+    lines = text.split("\n")
+    if len(lines) < 4 or lines[-1] != "":
+        raise VerificationError("checkpoint: expected origin, size and root lines")
+    origin, size_s, root_s = lines[0], lines[1], lines[2]
+    if not origin:
+        raise VerificationError("checkpoint origin: empty")
+    if not size_s.isascii() or not size_s.isdigit() or (size_s != "0" and size_s[0] == "0"):
+        raise VerificationError("checkpoint size: %r is not a decimal number" % size_s[:32])
+    size = int(size_s)
+    if size >= 1 << 64:
+        raise VerificationError("checkpoint size: beyond 64 bits")
+    root = _b64_strict(root_s, "checkpoint root")
+    if len(root) != 32:
+        raise VerificationError("checkpoint root: %d bytes, expected 32" % len(root))
+    if any(line == "" for line in lines[3:-1]):
+        raise VerificationError("checkpoint: an empty extension line")
+    return origin, size, root
+
+
+def verify_checkpoint(note, vkey):
+    """Verifies a signed checkpoint (the note text, str or bytes) with a verifier key string
+    (as `sediment ledger-key` prints it): a signature line by that key must hold, and the
+    checkpoint's origin must be the key's name. Returns a Checkpoint. Raises
+    VerificationError naming the part at fault."""
+    from nacl.exceptions import BadSignatureError
+    from nacl.signing import VerifyKey
+
+    name, public_key = parse_verifier_key(vkey)
+    key_id = note_key_id(name, public_key)
+    if isinstance(note, (bytes, bytearray, memoryview)):
+        try:
+            note = bytes(note).decode("utf-8")
+        except UnicodeDecodeError:
+            raise VerificationError("note: not UTF-8 text")
+    if not note.endswith("\n") or "\x00" in note:
+        raise VerificationError("note: does not end with a newline, or holds NUL")
+    split = note.rfind("\n\n")
+    if split < 0:
+        raise VerificationError("note: no blank line before the signatures")
+    text, signatures = note[:split + 1], note[split + 2:]
+    if not signatures:
+        raise VerificationError("note signatures: none")
+    verified = False
+    for n, line in enumerate(signatures[:-1].split("\n"), 1):
+        if not line.startswith(EM_DASH + " "):
+            raise VerificationError("note signature line %d: does not start with an em dash" % n)
+        fields = line[2:].split(" ")
+        if len(fields) != 2:
+            raise VerificationError("note signature line %d: expected a name and a signature" % n)
+        sig_name, blob = fields
+        blob = _b64_strict(blob, "note signature line %d" % n)
+        if len(blob) < 5:
+            raise VerificationError("note signature line %d: too short" % n)
+        if sig_name != name or blob[:4] != key_id:
+            continue  # another key's signature: not ours to judge
+        try:
+            VerifyKey(public_key).verify(text.encode(), blob[4:])
+        except (BadSignatureError, ValueError):
+            raise VerificationError("note signature line %d: the signature of %s does not hold"
+                                    % (n, name))
+        verified = True
+    if not verified:
+        raise VerificationError("note: not signed by %s" % vkey)
+    origin, size, root = _parse_checkpoint_text(text)
+    if origin != name:
+        raise VerificationError("checkpoint origin: %r is not the key's name %r" % (origin, name))
+    return Checkpoint(origin, size, root, public_key)
+
+
+def ledger_leaf_hash(entry):
+    """A ledger entry's leaf hash: SHA-256(0x00 || the envelope's exact bytes)."""
+    return hashlib.sha256(b"\x00" + bytes(entry)).digest()
+
+
+def _node(left, right):
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def _hashes(hashes):
+    hashes = [bytes(h) for h in (hashes or [])]
+    if any(len(h) != 32 for h in hashes):
+        raise VerificationError("hashes: every one must be 32 bytes")
+    return hashes
+
+
+def verify_inclusion(leaf_hash, index, size, hashes, root):
+    """RFC 9162 §2.1.3.2: the path `hashes` leads from leaf_hash at index to root in the tree
+    of size leaves. Raises VerificationError."""
+    hashes = _hashes(hashes)
+    if not 0 <= index < size:
+        raise VerificationError("inclusion: index %d is not below size %d" % (index, size))
+    fn, sn, r = index, size - 1, bytes(leaf_hash)
+    for p in hashes:
+        if sn == 0:
+            raise VerificationError("inclusion: the path is longer than the tree is deep")
+        if fn & 1 or fn == sn:
+            r = _node(p, r)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            r = _node(r, p)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0 or r != bytes(root):
+        raise VerificationError("inclusion: the path of %d hashes does not lead from leaf %d to "
+                                "the root of size %d" % (len(hashes), index, size))
+
+
+def verify_consistency(size1, size2, root1, root2, hashes):
+    """RFC 9162 §2.1.4.2: the path `hashes` shows the tree of size1 leaves (root1) to be a
+    prefix of the tree of size2 leaves (root2). Raises VerificationError."""
+    hashes = _hashes(hashes)
+    root1, root2 = bytes(root1), bytes(root2)
+    if not 0 <= size1 <= size2:
+        raise VerificationError("consistency: size %d is beyond size %d" % (size1, size2))
+    if size1 == 0 or size1 == size2:
+        want = hashlib.sha256(b"").digest() if size1 == 0 else root2
+        if hashes or root1 != want:
+            raise VerificationError("consistency: expected no hashes and %s" %
+                                    ("the empty tree's root" if size1 == 0 else "equal roots"))
+        return
+    if not hashes:
+        raise VerificationError("consistency: no hashes")
+    if size1 & (size1 - 1) == 0:
+        hashes = [root1] + hashes  # the old root is a node of the new tree
+    fn, sn = size1 - 1, size2 - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = hashes[0]
+    for c in hashes[1:]:
+        if sn == 0:
+            raise VerificationError("consistency: the path is too long")
+        if fn & 1 or fn == sn:
+            fr = _node(c, fr)
+            sr = _node(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = _node(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0 or fr != root1 or sr != root2:
+        raise VerificationError("consistency: the path of %d hashes does not show size %d "
+                                "inside size %d" % (len(hashes), size1, size2))
 
 
 # ---- projections (SPEC §2) -------------------------------------------------------------------
