@@ -37,9 +37,17 @@ typedef struct ljob {
     sdm_body body; /* append: the checked body */
     msgpack_sbuffer reply;
     struct ljob *next; /* in the check queue */
+    uint64_t seq;      /* append: the order the I/O thread took it in */
+    int refused;       /* append: the checker answered it with an error */
 } ljob;
 
 #define MAX_CHECKERS 16
+
+typedef struct checker_arg {
+    struct sdm_ledger *l;
+    void *to_writer; /* PUSH to the writer, made and connected by sdm_ledger_new; the
+                        thread owns it from its start (thread creation is a barrier) */
+} checker_arg;
 
 struct sdm_ledger {
     sdm_ledger_opts opts;
@@ -58,8 +66,10 @@ struct sdm_ledger {
     ljob *check_head, *check_tail;
     int checkers_stop;
     pthread_t checkers[MAX_CHECKERS];
+    checker_arg checker_args[MAX_CHECKERS];
     int n_checkers;
     uint32_t outstanding; /* I/O thread only */
+    uint64_t next_seq;    /* I/O thread only: the next append's place in the log order */
     int stop_pipe[2];
     volatile sig_atomic_t stop_requested;
     sdm_zap_t *zap;
@@ -458,29 +468,49 @@ static void *writer_main(void *arg)
     void *out = zmq_socket(l->ctx, ZMQ_PUSH);
     ljob **group = calloc(max_group, sizeof(*group));
     sdm_ledger_item *items = calloc(max_group, sizeof(*items));
-    if (!out || !group || !items || zmq_connect(out, DONE_EP) != 0) {
+    ljob **ring = calloc(l->opts.queue_depth, sizeof(*ring));
+    if (!out || !group || !items || !ring || zmq_connect(out, DONE_EP) != 0) {
         logf_(l, "writer: cannot start (%s)", zmq_strerror(zmq_errno()));
         goto out;
     }
+    /* Checkers finish out of order; the log keeps the order in which the I/O thread took
+     * the appends. Every taken append (refused ones too) comes here with its sequence
+     * number and waits in `ring` until all before it have come. At most queue_depth are
+     * outstanding, so seq % queue_depth never collides. */
+    uint32_t cap = l->opts.queue_depth;
+    uint64_t next = 0;
     int stop = 0;
     while (!stop) {
-        /* block for the first append, then take whatever else is already queued */
-        size_t n = 0;
-        while (n < max_group) {
+        /* block until the next append in order is here, then take whatever else has come */
+        int blocking = ring[next % cap] == NULL;
+        for (;;) {
             void *p = NULL;
-            int rc = zmq_recv(in, &p, sizeof(p), n == 0 ? 0 : ZMQ_DONTWAIT);
+            int rc = zmq_recv(in, &p, sizeof(p), blocking ? 0 : ZMQ_DONTWAIT);
             if (rc != (int)sizeof(p)) {
-                if (n == 0 && zmq_errno() == EINTR)
+                if (blocking && zmq_errno() == EINTR)
                     continue;
-                if (n == 0)
+                if (blocking)
                     stop = 1; /* context gone */
                 break;
             }
             if (!p) {
-                stop = 1; /* told to stop: commit what was taken first */
+                stop = 1; /* told to stop (nothing is outstanding then) */
                 break;
             }
-            group[n++] = p;
+            ljob *j = p;
+            ring[j->seq % cap] = j;
+            blocking = ring[next % cap] == NULL;
+        }
+        size_t n = 0;
+        while (n < max_group && ring[next % cap]) {
+            ljob *j = ring[next % cap];
+            ring[next % cap] = NULL;
+            next++;
+            if (j->refused) /* answered by its checker: it only had to keep its place */
+                while (send_ptr(out, j) != 0 && zmq_errno() == EINTR)
+                    ;
+            else
+                group[n++] = j;
         }
         if (n == 0)
             continue;
@@ -523,6 +553,7 @@ static void *writer_main(void *arg)
                 ;
     }
 out:
+    free(ring);
     free(group);
     free(items);
     if (out)
@@ -535,18 +566,9 @@ out:
  * append goes on to the writer; a refused one goes back to the I/O thread with its error. */
 static void *checker_main(void *arg)
 {
-    sdm_ledger_t *l = arg;
-    void *to_writer = zmq_socket(l->ctx, ZMQ_PUSH);
-    void *to_done = zmq_socket(l->ctx, ZMQ_PUSH);
-    int hwm = 0;
-    if (to_writer)
-        zmq_setsockopt(to_writer, ZMQ_SNDHWM, &hwm, sizeof(hwm));
-    if (to_done)
-        zmq_setsockopt(to_done, ZMQ_SNDHWM, &hwm, sizeof(hwm));
-    int ok = to_writer && to_done && zmq_connect(to_writer, WRITER_EP) == 0 &&
-             zmq_connect(to_done, DONE_EP) == 0;
-    if (!ok)
-        logf_(l, "checker: cannot connect (%s)", zmq_strerror(zmq_errno()));
+    checker_arg *ca = arg;
+    sdm_ledger_t *l = ca->l;
+    void *to_writer = ca->to_writer;
     for (;;) {
         pthread_mutex_lock(&l->check_mu);
         while (!l->check_head && !l->checkers_stop)
@@ -561,18 +583,11 @@ static void *checker_main(void *arg)
         pthread_mutex_unlock(&l->check_mu);
         if (!j)
             break; /* stopping and nothing left */
-        void *dest = to_done;
-        if (!ok)
-            reply_error(j, SDM_WIRE_INTERNAL, "append: the checker cannot reach the writer");
-        else if (check_append(l, j) == 0)
-            dest = to_writer;
-        while (send_ptr(dest, j) != 0 && zmq_errno() == EINTR)
+        j->refused = check_append(l, j) != 0;
+        /* refused appends go to the writer too, to keep their place in the order */
+        while (send_ptr(to_writer, j) != 0 && zmq_errno() == EINTR)
             ;
     }
-    if (to_writer)
-        zmq_close(to_writer);
-    if (to_done)
-        zmq_close(to_done);
     return NULL;
 }
 
@@ -624,6 +639,7 @@ static void handle_request(sdm_ledger_t *l, ljob *j)
                         l->outstanding);
         } else {
             l->outstanding++;
+            j->seq = l->next_seq++;
             check_enqueue(l, j);
             return; /* answered by a checker or the writer */
         }
@@ -873,7 +889,19 @@ sdm_ledger_t *sdm_ledger_new(const sdm_ledger_opts *opts, char *err, size_t err_
     }
     l->writer_started = 1;
     for (uint32_t i = 0; i < l->opts.checkers; i++) {
-        if (pthread_create(&l->checkers[i], NULL, checker_main, l) != 0) {
+        checker_arg *ca = &l->checker_args[i];
+        ca->l = l;
+        ca->to_writer = zmq_socket(l->ctx, ZMQ_PUSH);
+        if (!ca->to_writer) {
+            snprintf(err, err_len, "zmq_socket: %s", zmq_strerror(zmq_errno()));
+            goto fail;
+        }
+        zmq_setsockopt(ca->to_writer, ZMQ_SNDHWM, &hwm, sizeof(hwm));
+        if (zmq_connect(ca->to_writer, WRITER_EP) != 0) {
+            snprintf(err, err_len, "inproc connect: %s", zmq_strerror(zmq_errno()));
+            goto fail;
+        }
+        if (pthread_create(&l->checkers[i], NULL, checker_main, ca) != 0) {
             snprintf(err, err_len, "cannot start the checker threads");
             goto fail;
         }
@@ -918,6 +946,9 @@ void sdm_ledger_destroy(sdm_ledger_t **self_p)
     pthread_mutex_unlock(&l->check_mu);
     for (int i = 0; i < l->n_checkers; i++)
         pthread_join(l->checkers[i], NULL);
+    for (int i = 0; i < MAX_CHECKERS; i++)
+        if (l->checker_args[i].to_writer)
+            zmq_close(l->checker_args[i].to_writer);
     if (l->writer_started) {
         send_ptr(l->to_writer, NULL);
         pthread_join(l->writer, NULL);

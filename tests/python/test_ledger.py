@@ -939,6 +939,35 @@ class Busy(unittest.TestCase):
             l.close()
 
 
+class Order(unittest.TestCase):
+    def test_one_pipelined_client_keeps_its_order(self):
+        """Several checker threads verify at once, yet the log keeps the order in which the
+        ledger took the appends: a pipelined client's entries get increasing indexes, refused
+        appends in between included."""
+        gen = Synthetic(salt=b"order")
+        l = Ledger(args=["--checkers", "4"])
+        try:
+            envs = []
+            for i in range(400):
+                e = gen.next()
+                if i % 7 == 3:  # a forged signature: refused, in the middle of the stream
+                    e = [e[0], e[1], e[2], bytes(64)]
+                envs.append(e)
+            reqs = [pack({"op": "append", "id": i, "entry": e}) for i, e in enumerate(envs)]
+            reps = [msgpack.unpackb(p, raw=False) for p in pipelined(l.endpoint, reqs, window=64)]
+            indexes = []
+            for i, r in enumerate(reps):
+                if i % 7 == 3:
+                    bad(r, "unauthorized", "signature")
+                else:
+                    self.assertTrue(r["ok"], r)
+                    indexes.append(r["index"])
+            self.assertEqual(indexes, list(range(len(indexes))))
+            self.assertEqual(l.stop(), 0)
+        finally:
+            l.close()
+
+
 def bad_input_frames(signer, receipt):
     """Frames the ledger must refuse, each with bad_request, unauthorized, too_large or
     unknown_op."""
