@@ -164,4 +164,8 @@ double sdm_eval_auc_low(const double *score, const uint8_t *positive, uint64_t n
 double sdm_eval_lds(const double *S, uint64_t m, uint64_t n, const uint8_t *masks, uint32_t R,
                     const double *margins, double *se, double *pred_out);
 
+/* The eval's command line (`sediment-eval [options]`, `--help` lists them); argv[0] is the
+ * program's name. Returns the exit status: 0 ok, 1 a run failed, 2 usage. */
+int sdm_eval_main(int argc, char **argv);
+
 #endif

@@ -26,6 +26,7 @@
 #include <zmq.h>
 
 #include "body.h"
+#include "eval.h"
 #include "fileio.h"
 #include "merkle.h"
 #include "note.h"
@@ -106,6 +107,9 @@ static const char s_usage[] =
     "  append       append a saved receipt or proof to the ledger\n"
     "  history      the entries touching a contributor\n"
     "  rewards      split a pool among contributors by their attribution shares\n"
+    "\n"
+    "evaluation (in this process, no server):\n"
+    "  eval         attribution quality against retraining on the bundled digits (LDS, AUC)\n"
     "\n"
     "global options (before or after the command):\n"
     "  --endpoint E            the worker's ZeroMQ endpoint\n"
@@ -3045,6 +3049,32 @@ static int cmd_rewards(globals *g, int argc, char **argv)
     return rc;
 }
 
+/* ---- eval ---------------------------------------------------------------------------- */
+
+static const char s_help_eval[] =
+    "usage: sediment eval [options]   (the options of sediment-eval; --help lists them)\n";
+
+/* The eval runs here, from models/: its own options, and --json when given globally. */
+static int cmd_eval(globals *g, int argc, char **argv)
+{
+    char **args = calloc((size_t)argc + 3, sizeof(*args));
+    if (!args) {
+        fprintf(stderr, "sediment eval: out of memory\n");
+        return EXIT_USAGE;
+    }
+    int n = 0, has_json = 0;
+    args[n++] = "sediment eval";
+    for (int i = 0; i < argc; i++) {
+        has_json |= strcmp(argv[i], "--json") == 0;
+        args[n++] = argv[i];
+    }
+    if (g->json && !has_json)
+        args[n++] = "--json";
+    int rc = sdm_eval_main(n, args);
+    free(args);
+    return rc;
+}
+
 /* ---- main ---------------------------------------------------------------------------- */
 
 static const struct {
@@ -3068,6 +3098,7 @@ static const struct {
     {"append", cmd_append, s_help_append},
     {"history", cmd_history, s_help_history},
     {"rewards", cmd_rewards, s_help_rewards},
+    {"eval", cmd_eval, s_help_eval},
 };
 
 int main(int argc, char **argv)
