@@ -26,6 +26,7 @@
 #include <zmq.h>
 
 #include "body.h"
+#include "demo.h"
 #include "eval.h"
 #include "fileio.h"
 #include "merkle.h"
@@ -110,6 +111,7 @@ static const char s_usage[] =
     "\n"
     "evaluation (in this process, no server):\n"
     "  eval         attribution quality against retraining on the bundled digits (LDS, AUC)\n"
+    "  demo         the whole pipeline on loopback: worker, ledger, contributors, rewards\n"
     "\n"
     "global options (before or after the command):\n"
     "  --endpoint E            the worker's ZeroMQ endpoint\n"
@@ -3075,6 +3077,33 @@ static int cmd_eval(globals *g, int argc, char **argv)
     return rc;
 }
 
+/* ---- demo ---------------------------------------------------------------------------- */
+
+static const char s_help_demo[] =
+    "usage: sediment demo [options]   (--help lists them)\n";
+
+/* The demo runs here, from models/, with its own worker and ledger: its own options, and
+ * --json when given globally. */
+static int cmd_demo(globals *g, int argc, char **argv)
+{
+    char **args = calloc((size_t)argc + 3, sizeof(*args));
+    if (!args) {
+        fprintf(stderr, "sediment demo: out of memory\n");
+        return EXIT_USAGE;
+    }
+    int n = 0, has_json = 0;
+    args[n++] = "sediment demo";
+    for (int i = 0; i < argc; i++) {
+        has_json |= strcmp(argv[i], "--json") == 0;
+        args[n++] = argv[i];
+    }
+    if (g->json && !has_json)
+        args[n++] = "--json";
+    int rc = sdm_demo_main(n, args);
+    free(args);
+    return rc;
+}
+
 /* ---- main ---------------------------------------------------------------------------- */
 
 static const struct {
@@ -3099,6 +3128,7 @@ static const struct {
     {"history", cmd_history, s_help_history},
     {"rewards", cmd_rewards, s_help_rewards},
     {"eval", cmd_eval, s_help_eval},
+    {"demo", cmd_demo, s_help_demo},
 };
 
 int main(int argc, char **argv)
