@@ -13,4 +13,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     libzmq3-dev libmsgpack-dev libsodium-dev libssl-dev libsqlite3-dev zlib1g-dev \
     libcunit1-dev \
     python3 python3-numpy python3-zmq python3-msgpack python3-sklearn python3-nacl \
+    python3-torch \
     golang-go golang-golang-x-mod-dev
