@@ -648,60 +648,45 @@ static void handle_request(sdm_ledger_t *l, ljob *j)
     send_reply(l, j);
 }
 
+static int ledger_idle(void *ctx)
+{
+    return ((sdm_ledger_t *)ctx)->outstanding == 0;
+}
+
+static void ledger_on_reply(void *ctx, void *p)
+{
+    sdm_ledger_t *l = ctx;
+    l->outstanding--;
+    send_reply(l, p);
+}
+
+static int ledger_on_request(void *ctx)
+{
+    sdm_ledger_t *l = ctx;
+    ljob *j = calloc(1, sizeof(*j));
+    if (!j)
+        return -1;
+    msgpack_sbuffer_init(&j->reply);
+    if (sdm_net_request_read(l->front, &j->net) != 0) {
+        job_free(j);
+        return 0;
+    }
+    handle_request(l, j);
+    return 0;
+}
+
 int sdm_ledger_run(sdm_ledger_t *self)
 {
-    sdm_ledger_t *l = self;
-    int rc = 0;
-    for (;;) {
-        int stopping = l->stop_requested;
-        if (stopping && l->outstanding == 0)
-            break;
-        zmq_pollitem_t items[3] = {
-            {l->done, 0, ZMQ_POLLIN, 0},
-            {NULL, l->stop_pipe[0], ZMQ_POLLIN, 0},
-            {l->front, 0, ZMQ_POLLIN, 0},
-        };
-        int n = zmq_poll(items, stopping ? 2 : 3, -1);
-        if (n < 0) {
-            if (zmq_errno() == EINTR)
-                continue;
-            rc = -1;
-            break;
-        }
-        if (items[1].revents & ZMQ_POLLIN) {
-            char buf[16];
-            ssize_t r = read(l->stop_pipe[0], buf, sizeof(buf));
-            (void)r;
-        }
-        if (items[0].revents & ZMQ_POLLIN) {
-            for (;;) {
-                void *p = NULL;
-                if (zmq_recv(l->done, &p, sizeof(p), ZMQ_DONTWAIT) != (int)sizeof(p))
-                    break;
-                l->outstanding--;
-                send_reply(l, p);
-            }
-        }
-        if (!stopping && (items[2].revents & ZMQ_POLLIN)) {
-            for (int burst = 0; burst < 256; burst++) {
-                int events = 0;
-                size_t elen = sizeof(events);
-                if (zmq_getsockopt(l->front, ZMQ_EVENTS, &events, &elen) != 0 ||
-                    !(events & ZMQ_POLLIN))
-                    break;
-                ljob *j = calloc(1, sizeof(*j));
-                if (!j)
-                    break;
-                msgpack_sbuffer_init(&j->reply);
-                if (sdm_net_request_read(l->front, &j->net) != 0) {
-                    job_free(j);
-                    continue;
-                }
-                handle_request(l, j);
-            }
-        }
-    }
-    return rc;
+    sdm_net_loop lp = {.front = self->front,
+                       .replies = self->done,
+                       .stop_fd = self->stop_pipe[0],
+                       .stop_requested = &self->stop_requested,
+                       .burst = 256,
+                       .ctx = self,
+                       .idle = ledger_idle,
+                       .on_reply = ledger_on_reply,
+                       .on_request = ledger_on_request};
+    return sdm_net_serve(&lp);
 }
 
 /* ---- lifecycle ----------------------------------------------------------------------- */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -275,4 +276,50 @@ void sdm_net_request_close(sdm_net_request *r)
         zmq_msg_close(&r->route[i]);
     r->n_route = 0;
     zmq_msg_close(&r->payload);
+}
+
+/* ---- the I/O loop -------------------------------------------------------------------- */
+
+int sdm_net_serve(const sdm_net_loop *lp)
+{
+    for (;;) {
+        int stopping = *lp->stop_requested;
+        if (stopping && lp->idle(lp->ctx))
+            return 0;
+        zmq_pollitem_t items[3] = {
+            {lp->replies, 0, ZMQ_POLLIN, 0},
+            {NULL, lp->stop_fd, ZMQ_POLLIN, 0},
+            {lp->front, 0, ZMQ_POLLIN, 0},
+        };
+        /* once stopping, take no new requests: finish those taken */
+        if (zmq_poll(items, stopping ? 2 : 3, -1) < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            return -1;
+        }
+        if (items[1].revents & ZMQ_POLLIN) {
+            char buf[16];
+            ssize_t r = read(lp->stop_fd, buf, sizeof(buf));
+            (void)r;
+        }
+        if (items[0].revents & ZMQ_POLLIN) {
+            for (;;) {
+                void *p = NULL;
+                if (zmq_recv(lp->replies, &p, sizeof(p), ZMQ_DONTWAIT) != (int)sizeof(p))
+                    break;
+                lp->on_reply(lp->ctx, p);
+            }
+        }
+        if (!stopping && (items[2].revents & ZMQ_POLLIN)) {
+            for (int burst = 0; burst < lp->burst; burst++) {
+                int events = 0;
+                size_t elen = sizeof(events);
+                if (zmq_getsockopt(lp->front, ZMQ_EVENTS, &events, &elen) != 0 ||
+                    !(events & ZMQ_POLLIN))
+                    break;
+                if (lp->on_request(lp->ctx) != 0)
+                    break;
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@
 #ifndef SDM_SERVICE_NETSEC_H
 #define SDM_SERVICE_NETSEC_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,5 +57,24 @@ int sdm_net_request_read(void *router, sdm_net_request *r);
 /* Sends data as the reply to r. A peer that has gone away simply misses it. */
 void sdm_net_reply(void *router, const sdm_net_request *r, const void *data, size_t len);
 void sdm_net_request_close(sdm_net_request *r);
+
+/* The I/O loop both servers run: wait on finished jobs, the stop pipe and the front socket;
+ * hand each finished job to on_reply; read requests from the front socket in bounded bursts
+ * (so replies keep flowing under load) through on_request. Once *stop_requested is set, no
+ * new request is read and the loop returns when idle() says nothing is outstanding. */
+typedef struct sdm_net_loop {
+    void *front;                          /* ROUTER */
+    void *replies;                        /* PULL of finished jobs (one pointer a message) */
+    int stop_fd;                          /* read end of the stop pipe */
+    const volatile sig_atomic_t *stop_requested; /* set (by a signal handler too) to stop */
+    int burst;                            /* requests read per wake-up at most */
+    void *ctx;
+    int (*idle)(void *ctx);               /* 1 when no job is outstanding */
+    void (*on_reply)(void *ctx, void *job);
+    int (*on_request)(void *ctx);         /* reads and handles one; -1 ends the burst */
+} sdm_net_loop;
+
+/* Returns 0 after a clean stop, -1 on a socket failure. */
+int sdm_net_serve(const sdm_net_loop *lp);
 
 #endif /* SDM_SERVICE_NETSEC_H */

@@ -1176,57 +1176,41 @@ static void handle_request(sdm_worker_t *w, job *j)
     }
 }
 
+static int worker_idle(void *ctx)
+{
+    sdm_worker_t *w = ctx;
+    return w->outstanding[0] == 0 && w->outstanding[1] == 0;
+}
+
+static void worker_on_reply(void *ctx, void *p)
+{
+    sdm_worker_t *w = ctx;
+    job *j = p;
+    w->outstanding[j->target]--;
+    send_reply(w, j);
+}
+
+static int worker_on_request(void *ctx)
+{
+    sdm_worker_t *w = ctx;
+    job *j = read_request(w);
+    if (j)
+        handle_request(w, j);
+    return 0;
+}
+
 int sdm_worker_run(sdm_worker_t *self)
 {
-    sdm_worker_t *w = self;
-    int rc = 0;
-    for (;;) {
-        int stopping = w->stop_requested;
-        if (stopping && w->outstanding[0] == 0 && w->outstanding[1] == 0)
-            break;
-        zmq_pollitem_t items[3] = {
-            {w->replies, 0, ZMQ_POLLIN, 0},
-            {NULL, w->stop_pipe[0], ZMQ_POLLIN, 0},
-            {w->front, 0, ZMQ_POLLIN, 0},
-        };
-        /* once stopping, take no new requests: finish those taken */
-        int n = zmq_poll(items, stopping ? 2 : 3, -1);
-        if (n < 0) {
-            if (zmq_errno() == EINTR)
-                continue;
-            rc = -1;
-            break;
-        }
-        if (items[1].revents & ZMQ_POLLIN) {
-            char buf[16];
-            ssize_t r = read(w->stop_pipe[0], buf, sizeof(buf));
-            (void)r;
-        }
-        if (items[0].revents & ZMQ_POLLIN) {
-            for (;;) {
-                void *p = NULL;
-                if (zmq_recv(w->replies, &p, sizeof(p), ZMQ_DONTWAIT) != (int)sizeof(p))
-                    break;
-                job *j = p;
-                w->outstanding[j->target]--;
-                send_reply(w, j);
-            }
-        }
-        if (!stopping && (items[2].revents & ZMQ_POLLIN)) {
-            /* a bounded burst, so replies keep flowing under load */
-            for (int burst = 0; burst < 64; burst++) {
-                int events = 0;
-                size_t elen = sizeof(events);
-                if (zmq_getsockopt(w->front, ZMQ_EVENTS, &events, &elen) != 0 ||
-                    !(events & ZMQ_POLLIN))
-                    break;
-                job *j = read_request(w);
-                if (j)
-                    handle_request(w, j);
-            }
-        }
-    }
-    return rc;
+    sdm_net_loop lp = {.front = self->front,
+                       .replies = self->replies,
+                       .stop_fd = self->stop_pipe[0],
+                       .stop_requested = &self->stop_requested,
+                       .burst = 64,
+                       .ctx = self,
+                       .idle = worker_idle,
+                       .on_reply = worker_on_reply,
+                       .on_request = worker_on_request};
+    return sdm_net_serve(&lp);
 }
 
 void sdm_worker_destroy(sdm_worker_t **self_p)
