@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -22,38 +21,9 @@
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
-static char test_root[256];
-
 static int make_root(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(test_root, sizeof(test_root), "%s/sdm-durable-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    return mkdtemp(test_root) ? 0 : -1;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void rm_tree(const char *path)
-{
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static int remove_root(void)
-{
-    rm_tree(test_root);
-    return 0;
-}
-
-/* A fresh data dir for one test (removed first if a previous run left it). */
-static const char *data_dir(const char *name)
-{
-    static char path[512];
-    snprintf(path, sizeof(path), "%s/%s", test_root, name);
-    rm_tree(path);
-    return path;
+    return test_scratch_make("sdm-durable");
 }
 
 static int file_exists(const char *dir, const char *rel)
@@ -280,7 +250,7 @@ static const expect_model two_models[2] = {
 
 static void test_round_trip(void)
 {
-    const char *dir = data_dir("roundtrip");
+    const char *dir = test_scratch_dir("roundtrip", 0);
     sdm_durable_t *d = open_ok(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     char err[512];
@@ -329,7 +299,7 @@ static int stop_after_two(void *ctx, const sdm_durable_batch *b)
 
 static void test_load_stops(void)
 {
-    const char *dir = data_dir("stops");
+    const char *dir = test_scratch_dir("stops", 0);
     sdm_durable_t *d = open_ok(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     char err[512];
@@ -344,7 +314,7 @@ static void test_load_stops(void)
 
 static void test_numbering(void)
 {
-    const char *dir = data_dir("numbering");
+    const char *dir = test_scratch_dir("numbering", 0);
     sdm_durable_t *d = open_ok(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     char err[512] = "";
@@ -431,7 +401,7 @@ static void test_numbering(void)
 
 static void test_put_model(void)
 {
-    const char *dir = data_dir("models");
+    const char *dir = test_scratch_dir("models", 0);
     sdm_durable_t *d = open_ok(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     char err[512] = "";
@@ -465,7 +435,7 @@ static void test_put_model(void)
 
 static void test_orphans(void)
 {
-    const char *dir = data_dir("orphans");
+    const char *dir = test_scratch_dir("orphans", 0);
     sdm_durable_t *d = open_ok(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     char err[512] = "";
@@ -504,7 +474,7 @@ static void test_orphans(void)
 
 static void test_damage(void)
 {
-    const char *dir = data_dir("damage");
+    const char *dir = test_scratch_dir("damage", 0);
     sdm_durable_t *d = open_ok(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     char err[512] = "", path[1024];
@@ -584,7 +554,7 @@ static void test_damage(void)
         strstr(err, "sediment.db: schema version 2, this build reads version 1"));
 
     /* a data dir whose database is someone else's */
-    const char *other = data_dir("not-ours");
+    const char *other = test_scratch_dir("not-ours", 0);
     CU_ASSERT_EQUAL_FATAL(mkdir(other, 0700), 0);
     snprintf(path, sizeof(path), "%s/sediment.db", other);
     CU_ASSERT_EQUAL(run_sql(path, "CREATE TABLE t(x)"), 0);
@@ -599,7 +569,7 @@ static void test_numpy(void)
         fprintf(stderr, "\n(skipped: no /usr/bin/python3 with numpy)\n");
         return;
     }
-    const char *dir = data_dir("numpy");
+    const char *dir = test_scratch_dir("numpy", 0);
     sdm_durable_t *d = open_ok(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     char err[512];
@@ -708,7 +678,7 @@ static uint64_t crash_verify(const char *dir)
 
 static void test_crash(void)
 {
-    const char *dir = data_dir("crash");
+    const char *dir = test_scratch_dir("crash", 0);
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     srand(seed);
     /* microseconds before the kill: the first ones land inside open (schema creation,
@@ -778,7 +748,7 @@ static void test_crash(void)
 
 static int register_suites(void)
 {
-    CU_pSuite s = CU_add_suite("durable", make_root, remove_root);
+    CU_pSuite s = CU_add_suite("durable", make_root, test_scratch_remove);
     if (!s)
         return -1;
     CU_add_test(s, "round trip of every field and byte", test_round_trip);

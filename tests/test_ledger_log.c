@@ -43,7 +43,7 @@ static sdm_keypair *seed_keypair(uint8_t fill)
 
 static int suite_setup(void)
 {
-    if (sdm_sodium_init() != 0)
+    if (sdm_sodium_init() != 0 || test_scratch_make("sdm-ledger-log") != 0)
         return -1;
     g_ledger_kp = seed_keypair(0x11);
     g_other_kp = seed_keypair(0x22);
@@ -54,7 +54,7 @@ static int suite_teardown(void)
 {
     sdm_keypair_destroy(&g_ledger_kp);
     sdm_keypair_destroy(&g_other_kp);
-    return 0;
+    return test_scratch_remove();
 }
 
 /* Receipt number i of contributor c (distinct envelopes for distinct (i, c, model)). */
@@ -96,18 +96,20 @@ static void made_free(made *m)
     sdm_body_free(&m->body);
 }
 
+/* A fresh, empty directory for one log (a scratch dir of its own, so several may be open). */
 static char *new_dir(void)
 {
-    char *d = strdup("/tmp/sdm-test-ledger-XXXXXX");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(d));
+    static int n;
+    char name[32];
+    snprintf(name, sizeof(name), "log-%d", n++);
+    char *d = strdup(test_scratch_dir(name, 1));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d);
     return d;
 }
 
 static void remove_dir(char *d)
 {
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
-    CU_ASSERT_EQUAL(system(cmd), 0);
+    test_rm_tree(d);
     free(d);
 }
 

@@ -3,7 +3,6 @@
  * bad arguments that change nothing. */
 #define _GNU_SOURCE
 #include <CUnit/Basic.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
@@ -21,39 +20,9 @@
 
 /* ---- helpers ------------------------------------------------------------------------- */
 
-static char test_root[256];
-
 static int make_root(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(test_root, sizeof(test_root), "%s/sdm-outbox-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    return mkdtemp(test_root) ? 0 : -1;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    return remove(path);
-}
-
-static void rm_tree(const char *path)
-{
-    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-static int remove_root(void)
-{
-    rm_tree(test_root);
-    return 0;
-}
-
-/* A fresh, existing directory for one test. */
-static const char *fresh_dir(const char *name)
-{
-    static char path[512];
-    snprintf(path, sizeof(path), "%s/%s", test_root, name);
-    rm_tree(path);
-    mkdir(path, 0700);
-    return path;
+    return test_scratch_make("sdm-outbox");
 }
 
 static sdm_outbox_t *open_ok(const char *dir)
@@ -174,7 +143,7 @@ static sdm_outbox_counts counts(const sdm_outbox_t *ob)
 
 static void test_fifo(void)
 {
-    const char *dir = fresh_dir("fifo");
+    const char *dir = test_scratch_dir("fifo", 1);
     sdm_outbox_t *ob = open_ok(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
     ASSERT_COUNTS(ob, 0, 0, 0);
@@ -250,7 +219,7 @@ static int read_rejected(const char *dir, uint64_t seq, char *code, char *msg, s
 
 static void test_done_and_reject(void)
 {
-    const char *dir = fresh_dir("settle");
+    const char *dir = test_scratch_dir("settle", 1);
     sdm_outbox_t *ob = open_ok(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
     uint64_t seq[5];
@@ -299,7 +268,7 @@ static void test_done_and_reject(void)
 
 static void test_reopen(void)
 {
-    const char *dir = fresh_dir("reopen");
+    const char *dir = test_scratch_dir("reopen", 1);
     sdm_outbox_t *ob = open_ok(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
     uint64_t seq[4];
@@ -336,7 +305,7 @@ static void test_reopen(void)
 /* A child that puts n rows and leaves with _exit, never closing the database. */
 static void test_exit_without_close(void)
 {
-    const char *dir = fresh_dir("exit");
+    const char *dir = test_scratch_dir("exit", 1);
     const uint64_t n = 40;
     fflush(NULL);
     pid_t pid = fork();
@@ -373,7 +342,7 @@ static void test_exit_without_close(void)
  * with SIGKILL: every reported row is there, in order, intact; at most one more. */
 static void test_sigkill(void)
 {
-    const char *dir = fresh_dir("kill");
+    const char *dir = test_scratch_dir("kill", 1);
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     srand(seed);
     static const int delays_us[] = {0, 2000, 20000, 60000, 150000};
@@ -467,7 +436,7 @@ static int take_seq(void *ctx, const sdm_outbox_row *row)
 
 static void test_two_threads(void)
 {
-    const char *dir = fresh_dir("threads");
+    const char *dir = test_scratch_dir("threads", 1);
     sdm_outbox_t *ob = open_ok(dir);
     CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
     race r = {ob, 150, 0};
@@ -500,7 +469,7 @@ static void test_two_threads(void)
 static void test_bad_arguments(void)
 {
     char err[256], dir[512];
-    snprintf(dir, sizeof(dir), "%s", fresh_dir("bad"));
+    snprintf(dir, sizeof(dir), "%s", test_scratch_dir("bad", 1));
     err[0] = 0;
     CU_ASSERT_PTR_NULL(sdm_outbox_open(NULL, err, sizeof(err)));
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "dir"));
@@ -514,7 +483,7 @@ static void test_bad_arguments(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "not a directory"));
 
     /* a SQLite file that is not an outbox is refused, and left as it was */
-    const char *other = fresh_dir("bad-other");
+    const char *other = test_scratch_dir("bad-other", 1);
     char path[600];
     snprintf(path, sizeof(path), "%s/outbox.db", other);
     sqlite3 *db = NULL;
@@ -581,7 +550,7 @@ static void test_bad_arguments(void)
 
 static int register_suites(void)
 {
-    CU_pSuite s = CU_add_suite("outbox", make_root, remove_root);
+    CU_pSuite s = CU_add_suite("outbox", make_root, test_scratch_remove);
     if (!s)
         return -1;
     CU_add_test(s, "put and peek keep FIFO order and bytes", test_fifo);

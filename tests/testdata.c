@@ -1,11 +1,14 @@
 /* testdata.c - shared helpers for the CUnit suites. */
+#define _XOPEN_SOURCE 700 /* nftw */
 #include "testdata.h"
 
 #include <CUnit/Basic.h>
+#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 const char *test_data_dir = "tests/data";
 
@@ -185,4 +188,44 @@ int test_main(int argc, char **argv, int (*register_suites)(void))
     unsigned failed = CU_get_number_of_failures() + CU_get_number_of_suites_failed();
     CU_cleanup_registry();
     return failed > 100 ? 100 : (int)failed;
+}
+
+/* ---- scratch directories ------------------------------------------------------------- */
+
+static char scratch_root[256];
+
+int test_scratch_make(const char *prefix)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(scratch_root, sizeof(scratch_root), "%s/%s-XXXXXX", tmp && tmp[0] ? tmp : "/tmp",
+             prefix);
+    return mkdtemp(scratch_root) ? 0 : -1;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+void test_rm_tree(const char *path)
+{
+    nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int test_scratch_remove(void)
+{
+    if (scratch_root[0])
+        test_rm_tree(scratch_root);
+    return 0;
+}
+
+const char *test_scratch_dir(const char *name, int make)
+{
+    static char path[512];
+    snprintf(path, sizeof(path), "%s/%s", scratch_root, name);
+    test_rm_tree(path);
+    if (make)
+        mkdir(path, 0700);
+    return path;
 }

@@ -39,6 +39,16 @@ int test_close(double a, double b, double tol, double floor);
 void test_assert_results_close(const sdm_attr_result *got, const sdm_attr_result *want,
                                double tol, const char *what);
 
+/* Scratch directories: test_scratch_make makes "$TMPDIR/<prefix>-XXXXXX" (TMPDIR defaults to
+ * /tmp; 0 or -1), test_scratch_remove deletes it and everything in it (always 0, so it can be
+ * a suite's cleanup), test_scratch_dir gives root/name removed first if a previous run left it,
+ * made (0700) when make is set (a static buffer, valid until the next call). */
+int test_scratch_make(const char *prefix);
+int test_scratch_remove(void);
+const char *test_scratch_dir(const char *name, int make);
+/* Removes a file or a whole tree; symlinks are removed, not followed. */
+void test_rm_tree(const char *path);
+
 /* Runs the registered suites with the basic runner; returns the failure count (capped). */
 int test_main(int argc, char **argv, int (*register_suites)(void));
 
