@@ -44,7 +44,7 @@ static void build(const scenario *sc, built *b, uint64_t seed)
 {
     memset(b, 0, sizeof(*b));
     test_rng rng = {seed};
-    b->eng = test_cpu_engine(sc->workspace);
+    b->eng = test_engine(sc->workspace);
     CU_ASSERT_PTR_NOT_NULL_FATAL(b->eng);
     sdm_projection p = {sc->kind, sc->d, sc->k, sc->s, 1234 + seed};
     b->store = sdm_store_new(b->eng, &p);

@@ -23,7 +23,7 @@ static int setup(void)
     snprintf(path, sizeof(path), "%s/reference_vectors.json", test_data_dir);
     vectors = json_load(path);
     sc = json_get(vectors, "scoring_case");
-    eng = test_cpu_engine(0);
+    eng = test_engine(0);
     return vectors && eng ? 0 : -1;
 }
 

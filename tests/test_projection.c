@@ -1,5 +1,6 @@
-/* test_projection.c - cpu projections against the plain-loop reference for every kind and
- * dtype on odd shapes, f16/bf16 conversion, and bad calls. */
+/* test_projection.c - the engine's projections (cpu, or cuda with --backend cuda) against the
+ * plain-loop reference for every kind and dtype on odd shapes, f16/bf16 conversion, and bad
+ * calls. */
 #include <CUnit/Basic.h>
 #include <math.h>
 #include <stdio.h>
@@ -56,7 +57,7 @@ static void check_shape(sdm_proj_kind kind, uint64_t n, uint64_t d, uint32_t k, 
 {
     check_shape_on(test_eng, kind, n, d, k, s, dtype, seed);
     if (!tiny_eng)
-        tiny_eng = test_cpu_engine(4096);
+        tiny_eng = test_engine(4096);
     CU_ASSERT_PTR_NOT_NULL_FATAL(tiny_eng);
     check_shape_on(tiny_eng, kind, n, d, k, s, dtype, seed);
 }
@@ -224,10 +225,11 @@ static int register_suites(void)
     CU_pSuite s = CU_add_suite("projection", test_engine_setup, test_engine_teardown);
     if (!s)
         return -1;
-    CU_add_test(s, "cpu against the reference, all kinds, dtypes, odd shapes",
+    CU_add_test(s, "against the reference, all kinds, dtypes, odd shapes",
                 test_against_reference);
     CU_add_test(s, "f32, f16 and bf16 agree on exact values", test_dtypes_agree);
-    CU_add_test(s, "independent of the thread count", test_thread_count_independent);
+    if (test_backend == SDM_BACKEND_CPU)
+        CU_add_test(s, "independent of the thread count", test_thread_count_independent);
     CU_add_test(s, "f16 and bf16 conversions", test_half_conversions);
     CU_add_test(s, "bad calls", test_bad_calls);
     CU_add_test(s, "enum names and parsers", test_names);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 const char *test_data_dir = "tests/data";
+sdm_backend_kind test_backend = SDM_BACKEND_CPU;
 
 uint64_t test_rng_u64(test_rng *r)
 {
@@ -58,11 +59,22 @@ sdm_engine_t *test_cpu_engine(size_t workspace_bytes)
     return e;
 }
 
+sdm_engine_t *test_engine(size_t workspace_bytes)
+{
+    sdm_engine_opts o = {test_backend, workspace_bytes, 0, 0};
+    sdm_status st;
+    char err[256];
+    sdm_engine_t *e = sdm_engine_new(&o, &st, err, sizeof(err));
+    if (!e)
+        fprintf(stderr, "%s engine: %s\n", test_backend == SDM_BACKEND_CUDA ? "cuda" : "cpu", err);
+    return e;
+}
+
 sdm_engine_t *test_eng;
 
 int test_engine_setup(void)
 {
-    test_eng = test_cpu_engine(0);
+    test_eng = test_engine(0);
     return test_eng ? 0 : -1;
 }
 
@@ -174,8 +186,37 @@ void test_assert_results_close(const sdm_attr_result *got, const sdm_attr_result
 
 int test_main(int argc, char **argv, int (*register_suites)(void))
 {
-    if (argc > 1)
-        test_data_dir = argv[1];
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--backend") == 0 && i + 1 < argc) {
+            if (sdm_backend_kind_parse(argv[++i], &test_backend) != SDM_OK ||
+                test_backend == SDM_BACKEND_AUTO) {
+                fprintf(stderr, "%s: --backend must be cpu or cuda, not '%s'\n", argv[0], argv[i]);
+                return 2;
+            }
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "usage: %s [--backend cpu|cuda] [DATA_DIR]\n", argv[0]);
+            return 2;
+        } else {
+            test_data_dir = argv[i];
+        }
+    }
+    if (test_backend == SDM_BACKEND_CUDA) {
+        sdm_engine_opts o = {SDM_BACKEND_CUDA, 0, 0, 0};
+        sdm_status st;
+        char err[256];
+        sdm_engine_t *probe = sdm_engine_new(&o, &st, err, sizeof(err));
+        if (!probe && (st == SDM_ERR_DEVICE || st == SDM_ERR_UNSUPPORTED)) {
+            printf("%s: no usable CUDA device (%s): nothing registered, nothing to check\n",
+                   argv[0], err);
+            return 0;
+        }
+        if (!probe) {
+            fprintf(stderr, "%s: cuda engine: %s\n", argv[0], err);
+            return 1;
+        }
+        printf("%s: running on %s\n", argv[0], sdm_engine_device(probe));
+        sdm_engine_destroy(&probe);
+    }
     if (CU_initialize_registry() != CUE_SUCCESS)
         return 1;
     if (register_suites() != 0) {

@@ -7,8 +7,13 @@
 
 #include "sediment/engine.h"
 
-/* The folder holding the tests' data (argv[1] of every test program). */
+/* The folder holding the tests' data (the first argument of every test program that is not
+ * an option). */
 extern const char *test_data_dir;
+
+/* The backend the engine-level suites run on: cpu unless the program was started with
+ * `--backend cuda` (CMake registers a `<test>_cuda` entry so when the build has CUDA). */
+extern sdm_backend_kind test_backend;
 
 /* Deterministic pseudo-random numbers (splitmix64). */
 typedef struct test_rng {
@@ -24,8 +29,11 @@ float *test_random_floats(test_rng *r, uint64_t n, double scale);
 uint16_t *test_to_half(const float *x, uint64_t n, sdm_dtype dtype);
 
 sdm_engine_t *test_cpu_engine(size_t workspace_bytes);
+/* An engine on test_backend; NULL (with a message on stderr) when it cannot be made. */
+sdm_engine_t *test_engine(size_t workspace_bytes);
 
-/* A cpu engine shared by a suite: CUnit init/cleanup functions that make and free it. */
+/* An engine on test_backend shared by a suite: CUnit init/cleanup functions that make and
+ * free it. */
 extern sdm_engine_t *test_eng;
 int test_engine_setup(void);
 int test_engine_teardown(void);
@@ -49,7 +57,10 @@ const char *test_scratch_dir(const char *name, int make);
 /* Removes a file or a whole tree; symlinks are removed, not followed. */
 void test_rm_tree(const char *path);
 
-/* Runs the registered suites with the basic runner; returns the failure count (capped). */
+/* Reads the arguments (`--backend cpu|cuda`, then the data folder), runs the registered suites
+ * with the basic runner and returns the failure count (capped). With `--backend cuda` and no
+ * usable device it says so, registers nothing and returns 0: a run without a GPU has nothing
+ * of the cuda backend's to check. */
 int test_main(int argc, char **argv, int (*register_suites)(void));
 
 #endif
