@@ -14,15 +14,14 @@
 #include <unistd.h>
 
 #include "digits.h"
+#include "eval.h"
 #include "ledger.h"
 #include "logreg.h"
-#include "rng.h"
 #include "sediment/client.h"
 #include "train.h"
 #include "worker.h"
 
 #define MODEL_NAME "digits-logreg"
-#define TAG_CORRUPT 0x43525054u /* "CRPT", the eval's tag: the same shifted labels */
 #define MAX_CONTRIB 64
 #define MAX_CKPT 3
 
@@ -106,47 +105,6 @@ static void *worker_thread(void *p)
 }
 
 /* ---- the contributors' data ------------------------------------------------------------- */
-
-/* Deals n_train examples of pool into C shards in file order; contributor `corrupt` gets
- * every label shifted to a wrong class, the last contributor a copy of shard 0 under new ids
- * (the eval's setup, models/eval.h). */
-static int build_train(const demo_opts *o, const sdm_dataset *all, const sdm_dataset *pool,
-                       uint64_t n_train, sdm_dataset **out, uint64_t *per_out, char *err,
-                       size_t err_len)
-{
-    uint32_t C = o->contributors;
-    uint64_t per = n_train / C, n = per * C, d = pool->d;
-    double *x = malloc(n * d * sizeof(double));
-    int32_t *y = malloc(n * sizeof(int32_t));
-    uint64_t *ids = malloc(n * sizeof(uint64_t));
-    int rc = -1;
-    if (!x || !y || !ids) {
-        fail(err, err_len, "demo: out of memory building the shards");
-        goto done;
-    }
-    uint64_t max_id = 0;
-    for (uint64_t i = 0; i < all->n; i++)
-        max_id = all->ids[i] > max_id ? all->ids[i] : max_id;
-    for (uint64_t i = 0; i < n; i++) {
-        uint32_t c = (uint32_t)(i / per);
-        uint64_t src = c == C - 1 ? i - (uint64_t)(C - 1) * per : i;
-        memcpy(x + i * d, pool->x + src * d, d * sizeof(double));
-        y[i] = pool->y[src];
-        ids[i] = c == C - 1 ? max_id + 1 + pool->ids[src] : pool->ids[src];
-        if (c == o->corrupt) {
-            uint64_t shift = 1 + sdm_rng_u64(o->seed, ids[i], 1, TAG_CORRUPT) % (pool->classes - 1);
-            y[i] = (int32_t)(((uint64_t)y[i] + shift) % pool->classes);
-        }
-    }
-    if (sdm_dataset_new(n, (uint32_t)d, pool->classes, x, y, ids, out, err, err_len) == SDM_OK)
-        rc = 0;
-    *per_out = per;
-done:
-    free(x);
-    free(y);
-    free(ids);
-    return rc;
-}
 
 /* ---- talking to the servers ------------------------------------------------------------- */
 
@@ -396,9 +354,15 @@ static int run_demo(const demo_opts *o, demo_result *res, char *err, size_t err_
     res->n_test = o->quick ? 100 : 397;
     if (sdm_dataset_split(all, res->n_test, o->seed, &pool, &test, err, err_len) != SDM_OK)
         goto done;
-    uint64_t per = 0;
-    if (build_train(o, all, pool, o->quick ? 400 : pool->n, &train, &per, err, err_len) != 0)
+    /* the eval's contributors, with every label of the corrupted one shifted: plain damage */
+    sdm_eval_deal deal;
+    if (sdm_eval_deal_new(all, pool, o->quick ? 400 : pool->n, o->contributors, o->corrupt, 1.0,
+                          o->seed, &deal, err, err_len) != SDM_OK)
         goto done;
+    train = deal.train;
+    uint64_t per = deal.per;
+    free(deal.shard_of);
+    free(deal.corrupted);
     res->n_train = train->n;
     res->C = o->contributors;
     res->corrupt = o->corrupt;

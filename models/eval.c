@@ -316,9 +316,82 @@ static void setup_free(setup *s)
     free(s->corrupted);
 }
 
-/* Splits, deals the shards in file order, corrupts one contributor's labels and makes the
- * last shard a copy of shard 0 (ids past every original id, so the engine sees new
- * examples with the same data). */
+sdm_status sdm_eval_deal_new(const sdm_dataset *all, const sdm_dataset *pool, uint64_t n_train,
+                             uint32_t C, uint32_t corrupt, double corrupt_frac, uint64_t seed,
+                             sdm_eval_deal *out, char *err, size_t err_len)
+{
+    memset(out, 0, sizeof(*out));
+    if (C < 2 || corrupt >= C || n_train < C || n_train > pool->n || pool->classes < 2)
+        return fail(err, err_len, SDM_ERR_BAD_INPUT,
+                    "eval: cannot deal %llu of %llu examples to %u contributors (corrupt %u)",
+                    (unsigned long long)n_train, (unsigned long long)pool->n, C, corrupt);
+    sdm_status st = SDM_OK;
+    uint64_t per = n_train / C;
+    uint64_t n = per * C, d = pool->d;
+    double *x = malloc(n * d * sizeof(double));
+    int32_t *y = malloc(n * sizeof(int32_t));
+    uint64_t *ids = malloc(n * sizeof(uint64_t));
+    out->per = per;
+    out->shard_of = malloc(n * sizeof(uint32_t));
+    out->corrupted = calloc(n, 1);
+    uint8_t *flip = malloc(per);
+    if (!x || !y || !ids || !out->shard_of || !out->corrupted || !flip) {
+        st = fail(err, err_len, SDM_ERR_NOMEM, "eval: out of memory building the shards");
+        goto done;
+    }
+    uint64_t max_id = 0;
+    for (uint64_t i = 0; i < all->n; i++)
+        max_id = all->ids[i] > max_id ? all->ids[i] : max_id;
+    uint32_t copier = C - 1;
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t c = (uint32_t)(i / per);
+        /* the copier's positions take shard 0's examples */
+        uint64_t src = c == copier ? i - (uint64_t)copier * per : i;
+        memcpy(x + i * d, pool->x + src * d, d * sizeof(double));
+        y[i] = pool->y[src];
+        ids[i] = c == copier ? max_id + 1 + pool->ids[src] : pool->ids[src];
+        out->shard_of[i] = c;
+    }
+    uint64_t k = (uint64_t)llround(corrupt_frac * (double)per);
+    if (k == 0)
+        k = 1;
+    if (k > per)
+        k = per;
+    if (choose(seed, 0, TAG_CORRUPT, per, k, flip) != 0) {
+        st = fail(err, err_len, SDM_ERR_NOMEM, "eval: out of memory");
+        goto done;
+    }
+    uint32_t classes = pool->classes;
+    for (uint64_t j = 0; j < per; j++) {
+        if (!flip[j])
+            continue;
+        uint64_t i = (uint64_t)corrupt * per + j;
+        /* a wrong class, uniformly: shift by 1 .. classes-1 */
+        uint64_t shift = 1 + sdm_rng_u64(seed, ids[i], 1, TAG_CORRUPT) % (classes - 1);
+        y[i] = (int32_t)(((uint64_t)y[i] + shift) % classes);
+        out->corrupted[i] = 1;
+        out->n_corrupted++;
+    }
+    st = sdm_dataset_new(n, (uint32_t)d, classes, x, y, ids, &out->train, err, err_len);
+done:
+    free(x);
+    free(y);
+    free(ids);
+    free(flip);
+    if (st != SDM_OK)
+        sdm_eval_deal_free(out);
+    return st;
+}
+
+void sdm_eval_deal_free(sdm_eval_deal *d)
+{
+    sdm_dataset_destroy(&d->train);
+    free(d->shard_of);
+    free(d->corrupted);
+    memset(d, 0, sizeof(*d));
+}
+
+/* Splits off the test part and deals the rest (sdm_eval_deal_new). */
 static sdm_status build_setup(const sdm_eval_opts *o, const sdm_dataset *all, setup *s, char *err,
                               size_t err_len)
 {
@@ -326,60 +399,20 @@ static sdm_status build_setup(const sdm_eval_opts *o, const sdm_dataset *all, se
     sdm_status st = sdm_dataset_split(all, o->n_test, o->seed, &pool, &s->test, err, err_len);
     if (st != SDM_OK)
         return st;
-    uint64_t n_train = o->n_train ? o->n_train : pool->n;
+    sdm_eval_deal deal;
+    st = sdm_eval_deal_new(all, pool, o->n_train ? o->n_train : pool->n, o->contributors,
+                           o->corrupt, o->corrupt_frac, o->seed, &deal, err, err_len);
+    sdm_dataset_destroy(&pool);
+    if (st != SDM_OK)
+        return st;
     s->C = o->contributors;
     s->corrupt = o->corrupt;
-    s->per = n_train / s->C;
-    uint64_t n = s->per * s->C, d = pool->d;
-    double *x = malloc(n * d * sizeof(double));
-    int32_t *y = malloc(n * sizeof(int32_t));
-    uint64_t *ids = malloc(n * sizeof(uint64_t));
-    s->shard_of = malloc(n * sizeof(uint32_t));
-    s->corrupted = calloc(n, 1);
-    uint8_t *flip = malloc(s->per);
-    if (!x || !y || !ids || !s->shard_of || !s->corrupted || !flip) {
-        st = fail(err, err_len, SDM_ERR_NOMEM, "eval: out of memory building the shards");
-        goto done;
-    }
-    uint64_t max_id = 0;
-    for (uint64_t i = 0; i < all->n; i++)
-        max_id = all->ids[i] > max_id ? all->ids[i] : max_id;
-    uint32_t copier = s->C - 1;
-    for (uint64_t i = 0; i < n; i++) {
-        uint32_t c = (uint32_t)(i / s->per);
-        /* the copier's positions take shard 0's examples */
-        uint64_t src = c == copier ? i - (uint64_t)copier * s->per : i;
-        memcpy(x + i * d, pool->x + src * d, d * sizeof(double));
-        y[i] = pool->y[src];
-        ids[i] = c == copier ? max_id + 1 + pool->ids[src] : pool->ids[src];
-        s->shard_of[i] = c;
-    }
-    uint64_t k = (uint64_t)llround(o->corrupt_frac * (double)s->per);
-    if (k == 0)
-        k = 1;
-    if (choose(o->seed, 0, TAG_CORRUPT, s->per, k, flip) != 0) {
-        st = fail(err, err_len, SDM_ERR_NOMEM, "eval: out of memory");
-        goto done;
-    }
-    uint32_t classes = pool->classes;
-    for (uint64_t j = 0; j < s->per; j++) {
-        if (!flip[j])
-            continue;
-        uint64_t i = (uint64_t)o->corrupt * s->per + j;
-        /* a wrong class, uniformly: shift by 1 .. classes-1 */
-        uint64_t shift = 1 + sdm_rng_u64(o->seed, ids[i], 1, TAG_CORRUPT) % (classes - 1);
-        y[i] = (int32_t)(((uint64_t)y[i] + shift) % classes);
-        s->corrupted[i] = 1;
-        s->n_corrupted++;
-    }
-    st = sdm_dataset_new(n, (uint32_t)d, classes, x, y, ids, &s->train, err, err_len);
-done:
-    sdm_dataset_destroy(&pool);
-    free(x);
-    free(y);
-    free(ids);
-    free(flip);
-    return st;
+    s->train = deal.train;
+    s->per = deal.per;
+    s->shard_of = deal.shard_of;
+    s->corrupted = deal.corrupted;
+    s->n_corrupted = deal.n_corrupted;
+    return SDM_OK;
 }
 
 /* ---- models ----------------------------------------------------------------------------- */

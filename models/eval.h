@@ -148,6 +148,25 @@ void sdm_eval_print_json_many(sdm_eval_result *const *r, size_t n, FILE *f);
 
 /* ---- the statistics, exposed for tests ------------------------------------------------ */
 
+/* The evaluation's contributors (step 1 above), shared with `sediment demo`: the first
+ * per·C examples of pool (per = n_train / C) dealt into C shards in file order; in contributor
+ * `corrupt`'s shard, round(corrupt_frac·per) labels (at least 1; seeded) shifted to a wrong
+ * class; the last shard a copy of shard 0 under ids past every id of `all`, so the engine sees
+ * new examples with the same data. */
+typedef struct sdm_eval_deal {
+    sdm_dataset *train;  /* per·C examples, shard c at rows [c·per, (c+1)·per) */
+    uint64_t per;        /* examples per shard */
+    uint32_t *shard_of;  /* train->n: the shard of each row */
+    uint8_t *corrupted;  /* train->n: 1 where the label was changed */
+    uint64_t n_corrupted;
+} sdm_eval_deal;
+
+SDM_NODISCARD sdm_status sdm_eval_deal_new(const sdm_dataset *all, const sdm_dataset *pool,
+                                           uint64_t n_train, uint32_t C, uint32_t corrupt,
+                                           double corrupt_frac, uint64_t seed, sdm_eval_deal *out,
+                                           char *err, size_t err_len);
+void sdm_eval_deal_free(sdm_eval_deal *d);
+
 /* ranks (n) of x: 1 .. n ascending, ties get the average of the ranks they span. */
 void sdm_eval_ranks(const double *x, uint64_t n, double *ranks);
 /* Spearman's rank correlation of x and y (n): Pearson's correlation of their average ranks.

@@ -137,6 +137,44 @@ static int pipeline_teardown(void)
     return test_engine_teardown();
 }
 
+/* The contributors' deal shared by eval and demo: shards in file order, the named fraction of
+ * one contributor's labels changed and nothing else, the last shard shard 0's data under new
+ * ids; bad arguments refused. */
+static void test_deal(void)
+{
+    char err[256] = "";
+    sdm_eval_deal dl;
+    CU_ASSERT_EQUAL_FATAL(sdm_eval_deal_new(digits, digits, 203, 5, 2, 0.25, 9, &dl, err, sizeof(err)),
+                          SDM_OK);
+    CU_ASSERT_EQUAL(dl.per, 40);
+    CU_ASSERT_EQUAL_FATAL(dl.train->n, 200);
+    CU_ASSERT_EQUAL(dl.n_corrupted, 10);
+    uint64_t max_id = 0, flipped = 0;
+    for (uint64_t i = 0; i < digits->n; i++)
+        max_id = digits->ids[i] > max_id ? digits->ids[i] : max_id;
+    for (uint64_t i = 0; i < 200; i++) {
+        uint64_t src = i < 160 ? i : i - 160, d = digits->d;
+        CU_ASSERT_EQUAL(dl.shard_of[i], i / 40);
+        CU_ASSERT_EQUAL(memcmp(dl.train->x + i * d, digits->x + src * d, d * sizeof(double)), 0);
+        CU_ASSERT_EQUAL(dl.train->ids[i], i < 160 ? digits->ids[i] : max_id + 1 + digits->ids[src]);
+        int changed = dl.train->y[i] != digits->y[src];
+        CU_ASSERT_EQUAL(changed, dl.corrupted[i]);
+        CU_ASSERT(!dl.corrupted[i] || i / 40 == 2);
+        flipped += changed;
+    }
+    CU_ASSERT_EQUAL(flipped, 10);
+    sdm_eval_deal_free(&dl);
+    CU_ASSERT_PTR_NULL(dl.train);
+
+    CU_ASSERT_EQUAL(sdm_eval_deal_new(digits, digits, 200, 5, 5, 0.25, 9, &dl, err, sizeof(err)),
+                    SDM_ERR_BAD_INPUT);
+    CU_ASSERT_PTR_NULL(dl.train);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "contributors"));
+    CU_ASSERT_EQUAL(sdm_eval_deal_new(digits, digits, digits->n + 1, 5, 1, 0.25, 9, &dl, err,
+                                      sizeof(err)),
+                    SDM_ERR_BAD_INPUT);
+}
+
 static void test_quick_run_shape(void)
 {
     CU_ASSERT_EQUAL_FATAL(quick->n_train, 500);
@@ -419,7 +457,8 @@ static int register_suites(void)
         !CU_add_test(s, "lds on synthetic margins", test_lds_synthetic))
         return -1;
     CU_pSuite p = CU_add_suite("eval_pipeline", pipeline_setup, pipeline_teardown);
-    if (!p || !CU_add_test(p, "quick run: shape and ranges", test_quick_run_shape) ||
+    if (!p || !CU_add_test(p, "contributors' deal", test_deal) ||
+        !CU_add_test(p, "quick run: shape and ranges", test_quick_run_shape) ||
         !CU_add_test(p, "quick run: trak predicts, shuffled does not", test_quick_quality) ||
         !CU_add_test(p, "quick run: reproducible", test_quick_reproducible) ||
         !CU_add_test(p, "bad options name the field", test_bad_options) ||
