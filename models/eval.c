@@ -79,6 +79,9 @@ sdm_status sdm_eval_opts_init(sdm_eval_opts *o, const char *model)
     o->proj_dim = 256;
     o->curv_draws = 4;
     o->seed = 1;
+    o->ckpts = 4;
+    o->gd_steps = 2000;
+    o->gd_lr = 0;
     return SDM_OK;
 }
 
@@ -88,6 +91,7 @@ void sdm_eval_opts_quick(sdm_eval_opts *o)
     o->n_test = 200;
     o->subsets = 20;
     o->proj_dim = 64;
+    o->gd_steps = 200;
     if (o->model && strcmp(o->model, "mlp") == 0) {
         o->hidden = 16;
         o->tol = 1e-4;
@@ -134,6 +138,13 @@ static sdm_status check_opts(const sdm_eval_opts *o, const sdm_dataset *all, cha
                    (unsigned long long)n_train, o->contributors);
     if (all->classes < 2)
         return BAD("data: needs at least 2 classes");
+    if (o->ckpts > 16)
+        return BAD("ckpts: at most 16 checkpoints, got %u", o->ckpts);
+    if (o->ckpts && (o->gd_steps < o->ckpts || o->gd_steps > 1000000))
+        return BAD("gd_steps: must be ckpts (%u) .. 1000000, got %llu", o->ckpts,
+                   (unsigned long long)o->gd_steps);
+    if (!isfinite(o->gd_lr) || o->gd_lr < 0)
+        return BAD("gd_lr: must be finite and >= 0 (0: automatic), got %g", o->gd_lr);
     return SDM_OK;
 #undef BAD
 }
@@ -509,13 +520,12 @@ static sdm_status retrain(const sdm_eval_opts *o, const sdm_model_t *proto, cons
 /* ---- scoring ---------------------------------------------------------------------------- */
 
 /* Per-example scores S (m x n) from the engine: topk = n lists every example per query. */
-static sdm_status engine_scores(sdm_engine_t *eng, sdm_store_t *store, sdm_method method,
-                                const float *Q, uint64_t m, uint64_t cols, int is_features,
-                                double lambda, uint64_t store_size, uint64_t n, double *S,
-                                double *lambda_used, char *err, size_t err_len)
+static sdm_status engine_scores_at(sdm_engine_t *eng, sdm_store_t *store, sdm_method method,
+                                   const sdm_query *q, size_t nq, uint64_t m,
+                                   uint64_t store_size, uint64_t n, double *S,
+                                   double *lambda_used, char *err, size_t err_len)
 {
-    sdm_query q = {CHECKPOINT, {SDM_F32, m, cols, Q}, is_features, lambda};
-    sdm_attr_request req = {method, SDM_AGG_SUM, (uint32_t)n, 1, &q, store_size};
+    sdm_attr_request req = {method, SDM_AGG_SUM, (uint32_t)n, nq, q, store_size};
     sdm_attr_result *res = NULL;
     sdm_status st = sdm_attribute(eng, store, &req, &res);
     if (st != SDM_OK)
@@ -536,7 +546,13 @@ static sdm_status engine_scores(sdm_engine_t *eng, sdm_store_t *store, sdm_metho
             if (h->example_id < n)
                 S[qi * n + h->example_id] = h->score;
         }
-    *lambda_used = res->n_lambdas ? res->lambdas[0] : NAN;
+    *lambda_used = NAN;
+    if (res->n_lambdas) {
+        double sum = 0;
+        for (size_t c = 0; c < res->n_lambdas; c++)
+            sum += res->lambdas[c];
+        *lambda_used = sum / (double)res->n_lambdas;
+    }
     sdm_attr_result_free(&res);
     for (uint64_t t = 0; t < m * n; t++)
         if (isnan(S[t]))
@@ -545,6 +561,17 @@ static sdm_status engine_scores(sdm_engine_t *eng, sdm_store_t *store, sdm_metho
                         sdm_method_name(method), (unsigned long long)(t % n),
                         (unsigned long long)(t / n));
     return SDM_OK;
+}
+
+/* The same at the one checkpoint of the main stores. */
+static sdm_status engine_scores(sdm_engine_t *eng, sdm_store_t *store, sdm_method method,
+                                const float *Q, uint64_t m, uint64_t cols, int is_features,
+                                double lambda, uint64_t store_size, uint64_t n, double *S,
+                                double *lambda_used, char *err, size_t err_len)
+{
+    sdm_query q = {CHECKPOINT, {SDM_F32, m, cols, Q}, is_features, lambda};
+    return engine_scores_at(eng, store, method, &q, 1, m, store_size, n, S, lambda_used, err,
+                            err_len);
 }
 
 /* The curvature for the influence ceiling: logreg's exact Hessian; for the mlp the exact
@@ -664,6 +691,7 @@ static void row_fill(sdm_eval_row *row, const config *c, uint32_t k, double lamb
     row->curvature = c->method != SDM_METHOD_TRAK ? "" : c->sampled ? "sampled" : "empirical";
     row->lambda_rule = rule;
     row->lambda = lambda_used;
+    row->checkpoints = 1;
 }
 
 /* LDS (both kinds), AUC and the corrupted contributor's rank of one score matrix. */
@@ -696,9 +724,9 @@ static void row_measure(sdm_eval_row *row, const double *S, const setup *s,
     free(contrib);
 }
 
-static sdm_status fill_store(sdm_store_t *store, const setup *s, const float *Gf, const float *Psif,
-                             uint64_t n_curv, uint64_t P, int is_features, sdm_engine_t *eng,
-                             char *err, size_t err_len)
+static sdm_status fill_store(sdm_store_t *store, const setup *s, const char *ckpt, double lr,
+                             const float *Gf, const float *Psif, uint64_t n_curv, uint64_t P,
+                             int is_features, sdm_engine_t *eng, char *err, size_t err_len)
 {
     uint64_t *ids = malloc(s->per * sizeof(uint64_t));
     if (!ids)
@@ -709,8 +737,8 @@ static sdm_status fill_store(sdm_store_t *store, const setup *s, const float *Gf
         snprintf(name, sizeof(name), "c%u", c);
         for (uint64_t j = 0; j < s->per; j++)
             ids[j] = (uint64_t)c * s->per + j; /* engine ids are positions in the training set */
-        sdm_batch b = {.checkpoint = CHECKPOINT,
-                       .lr = 1.0,
+        sdm_batch b = {.checkpoint = ckpt,
+                       .lr = lr,
                        .contributor = name,
                        .shard = name,
                        .ids = ids,
@@ -719,8 +747,7 @@ static sdm_status fill_store(sdm_store_t *store, const setup *s, const float *Gf
         st = sdm_store_append(store, &b, NULL, NULL);
     }
     if (st == SDM_OK) {
-        sdm_batch b = {
-            .checkpoint = CHECKPOINT, .lr = 1.0, .curvature = 1, .is_features = is_features};
+        sdm_batch b = {.checkpoint = ckpt, .lr = lr, .curvature = 1, .is_features = is_features};
         b.rows = (sdm_matrix){SDM_F32, n_curv, P, Psif};
         st = sdm_store_append(store, &b, NULL, NULL);
     }
@@ -728,6 +755,155 @@ static sdm_status fill_store(sdm_store_t *store, const setup *s, const float *Gf
     if (st != SDM_OK)
         return fail(err, err_len, st, "eval: store append: %s", sdm_engine_last_error(eng));
     return SDM_OK;
+}
+
+/* ---- TracIn-CP over a gradient-descent path --------------------------------------------- */
+
+/* 1 / (½ max_i (|x_i|² + 1) + l2): the softmax cross-entropy's Hessian in the logits is at most
+ * ½ in norm, so this bounds logreg's smoothness (the +1 is the bias input); gradient descent at
+ * this lr cannot diverge on logreg. */
+static double gd_lr_auto(const sdm_dataset *train, double l2)
+{
+    double worst = 0;
+    for (uint64_t i = 0; i < train->n; i++) {
+        double sq = 1.0;
+        for (uint32_t j = 0; j < train->d; j++)
+            sq += train->x[i * train->d + j] * train->x[i * train->d + j];
+        worst = sq > worst ? sq : worst;
+    }
+    return 1.0 / (0.5 * worst + l2);
+}
+
+typedef struct truth {
+    const uint8_t *shard_masks, *ex_masks;
+    const double *shard_margins, *ex_margins;
+    uint32_t R;
+} truth;
+
+/* Adds the TracIn-CP rows: gradient descent from `start`, then at each kept checkpoint the
+ * training, curvature and query rows into a store per projection (checkpoint "gd-<step>",
+ * lr weight lr·T), and dot (TracIn-CP proper, at none and rademacher) and trak with the
+ * curvature rows scored over every checkpoint at once. S is scratch (m x n). */
+static sdm_status tracin_rows(const sdm_eval_opts *o, const sdm_model_t *start, const setup *s,
+                              sdm_engine_t *eng, sdm_eval_result *res, const truth *t, double *S,
+                              char *err, size_t err_len)
+{
+    uint64_t n = s->train->n, m = s->test->n, P = res->nparams, T = o->gd_steps / o->ckpts;
+    uint64_t n_curv = (uint64_t)o->curv_draws * n;
+    uint64_t big = n_curv > n ? n_curv : n;
+    big = big > m ? big : m;
+    uint32_t K = o->ckpts;
+    double lr = o->gd_lr > 0 ? o->gd_lr : gd_lr_auto(s->train, o->l2);
+    sdm_status st = SDM_OK;
+    sdm_model_t *gd = sdm_model_clone(start);
+    sdm_train_result *tr = NULL;
+    sdm_store_t *stores[2] = {NULL, NULL};
+    uint64_t steps[16];
+    char names[16][32];
+    sdm_query q[2][16];
+    size_t kept = 0;
+    double *D = malloc(big * P * sizeof(double));
+    float *Gf = malloc(n * P * sizeof(float)), *Psif = malloc(n_curv * P * sizeof(float));
+    float *Qf = malloc((size_t)K * m * P * sizeof(float));
+    if (!gd || !D || !Gf || !Psif || !Qf) {
+        st = fail(err, err_len, SDM_ERR_NOMEM, "eval: out of memory for the TracIn-CP rows");
+        goto done;
+    }
+    for (uint32_t j = 0; j < K; j++)
+        steps[j] = (uint64_t)(j + 1) * T;
+    /* a tolerance no run reaches: the path is K·T steps long whatever the gradient does */
+    sdm_train_opts to = {.method = SDM_TRAIN_GD, .lr = lr, .tol = 1e-300, .max_steps = K * T,
+                         .save_steps = steps, .n_save = K};
+    st = sdm_model_train(gd, s->train, &to, &tr);
+    if (st != SDM_OK) {
+        st = fail(err, err_len, st, "eval: gradient descent: %s", sdm_model_last_error(gd));
+        goto done;
+    }
+    if (strcmp(tr->stop, "diverged") == 0) {
+        st = fail(err, err_len, SDM_ERR_BAD_INPUT,
+                  "gd_lr: gradient descent at lr %g diverged after %llu steps; give a smaller one",
+                  lr, (unsigned long long)tr->steps);
+        goto done;
+    }
+    res->gd_lr = lr;
+    res->gd_steps = tr->steps;
+    res->gd_loss = tr->loss;
+    if (sdm_model_accuracy(gd, s->test, &res->gd_test_accuracy) != SDM_OK)
+        res->gd_test_accuracy = NAN;
+    say(o, "%s: %llu gradient-descent steps at lr %.4g: loss %.4f, test accuracy %.3f",
+        o->model, (unsigned long long)tr->steps, lr, tr->loss, res->gd_test_accuracy);
+    for (int p = 0; p < 2 && st == SDM_OK; p++) {
+        sdm_projection proj = {p ? SDM_PROJ_RADEMACHER : SDM_PROJ_NONE, P,
+                               p ? res->proj_dim : (uint32_t)P, 0, o->seed};
+        if (!(stores[p] = sdm_store_new(eng, &proj)))
+            st = fail(err, err_len, SDM_ERR_INTERNAL, "eval: store: %s", sdm_engine_last_error(eng));
+    }
+    for (uint32_t j = 0; j < K && st == SDM_OK; j++) {
+        const sdm_checkpoint *ck = sdm_train_result_at(tr, steps[j]);
+        if (!ck)
+            continue;
+        snprintf(names[kept], sizeof(names[kept]), "gd-%llu", (unsigned long long)ck->step);
+        float *Qk = Qf + kept * m * P;
+        st = sdm_model_set_params(gd, ck->params);
+        if (st == SDM_OK && (st = sdm_model_example_grads(gd, s->train, D, NULL)) == SDM_OK)
+            sdm_rows_to_f32(D, n * P, Gf);
+        if (st == SDM_OK &&
+            (st = sdm_model_sampled_grads(gd, s->train, o->curv_draws, o->seed, D, NULL)) == SDM_OK)
+            sdm_rows_to_f32(D, n_curv * P, Psif);
+        if (st == SDM_OK && (st = sdm_model_margin_grads(gd, s->test, D, NULL)) == SDM_OK) {
+            for (uint64_t i = 0; i < m * P; i++)
+                D[i] = -D[i];
+            sdm_rows_to_f32(D, m * P, Qk);
+        }
+        if (st != SDM_OK) {
+            st = fail(err, err_len, st, "eval: gradients at %s: %s", names[kept],
+                      sdm_model_last_error(gd));
+            break;
+        }
+        for (int p = 0; p < 2 && st == SDM_OK; p++) {
+            st = fill_store(stores[p], s, names[kept], lr * (double)T, Gf, Psif, n_curv, P, p == 0,
+                            eng, err, err_len);
+            q[p][kept] = (sdm_query){names[kept], {SDM_F32, m, P, Qk}, p == 0, NAN};
+        }
+        kept++;
+    }
+    if (st != SDM_OK)
+        goto done;
+    res->gd_ckpts = (uint32_t)kept;
+    static const config cfgs[] = {
+        {"tracin-cp", SDM_METHOD_DOT, 0, 0, 0},
+        {"tracin-cp", SDM_METHOD_DOT, 1, 0, 0},
+        {"trak curv ckpts", SDM_METHOD_TRAK, 0, 1, 0},
+    };
+    for (size_t c = 0; c < sizeof(cfgs) / sizeof(cfgs[0]) && st == SDM_OK; c++) {
+        const config *cf = &cfgs[c];
+        sdm_eval_row *row = &res->rows[res->n_rows];
+        double used = NAN, t0 = now();
+        st = engine_scores_at(eng, stores[cf->rademacher], cf->method, q[cf->rademacher], kept, m,
+                              SDM_STORE_NOW, n, S, &used, err, err_len);
+        if (st != SDM_OK)
+            break;
+        row_fill(row, cf, cf->rademacher ? res->proj_dim : (uint32_t)P, used);
+        row->checkpoints = (uint32_t)kept;
+        row->seconds = now() - t0;
+        row_measure(row, S, s, t->shard_masks, t->shard_margins, t->ex_masks, t->ex_margins, t->R,
+                    NULL);
+        say(o, "%s: %-18s %-10s LDS shard %.3f example %.3f AUC %.3f (%zu checkpoints)", o->model,
+            row->name, row->projection, row->lds_shard, row->lds_example, row->auc, kept);
+        if (res->scores)
+            res->scores[res->n_rows] = keep_copy(S, m * n);
+        res->n_rows++;
+    }
+done:
+    for (int p = 0; p < 2; p++)
+        sdm_store_destroy(&stores[p]);
+    sdm_train_result_free(&tr);
+    sdm_model_destroy(&gd);
+    free(D);
+    free(Gf);
+    free(Psif);
+    free(Qf);
+    return st;
 }
 
 sdm_status sdm_eval_run(const sdm_eval_opts *o, const sdm_dataset *data, sdm_engine_t *eng,
@@ -740,7 +916,7 @@ sdm_status sdm_eval_run(const sdm_eval_opts *o, const sdm_dataset *data, sdm_eng
     sdm_dataset *loaded = NULL;
     sdm_engine_t *own_eng = NULL;
     setup s = {0};
-    sdm_model_t *model = NULL;
+    sdm_model_t *model = NULL, *start = NULL;
     sdm_train_result *tr = NULL;
     sdm_store_t *stores[2] = {NULL, NULL};
     double *G = NULL, *Psi = NULL, *Qd = NULL, *S = NULL, *H = NULL;
@@ -807,7 +983,8 @@ sdm_status sdm_eval_run(const sdm_eval_opts *o, const sdm_dataset *data, sdm_eng
     {
         sdm_model_t *proto = sdm_model_clone(model); /* the start, for the retrains */
         sdm_train_opts to = {.method = SDM_TRAIN_LBFGS, .tol = o->tol, .max_steps = o->max_steps};
-        if (!proto) {
+        start = sdm_model_clone(model); /* and for the TracIn-CP path */
+        if (!proto || !start) {
             st = fail(err, err_len, SDM_ERR_NOMEM, "eval: out of memory");
             goto done;
         }
@@ -904,7 +1081,8 @@ sdm_status sdm_eval_run(const sdm_eval_opts *o, const sdm_dataset *data, sdm_eng
                 fail(err, err_len, SDM_ERR_INTERNAL, "eval: store: %s", sdm_engine_last_error(eng));
             goto done;
         }
-        st = fill_store(stores[p], &s, Gf, Psif, n_curv, P, p == 0, eng, err, err_len);
+        st = fill_store(stores[p], &s, CHECKPOINT, 1.0, Gf, Psif, n_curv, P, p == 0, eng, err,
+                        err_len);
         if (st != SDM_OK)
             goto done;
     }
@@ -925,8 +1103,10 @@ sdm_status sdm_eval_run(const sdm_eval_opts *o, const sdm_dataset *data, sdm_eng
         for (size_t t = 0; t < sizeof(mults) / sizeof(mults[0]); t++)
             cfgs[nc++] = (config){"trak curv sweep", SDM_METHOD_TRAK, 0, 1, mults[t]};
     }
-    res->rows = calloc(nc + 1, sizeof(sdm_eval_row));
-    if (o->keep_scores && !(res->scores = calloc(nc + 1, sizeof(double *)))) {
+    /* the main rows, the TracIn-CP rows, the ceiling */
+    size_t rows_max = nc + (o->ckpts ? 3 : 0) + 1;
+    res->rows = calloc(rows_max, sizeof(sdm_eval_row));
+    if (o->keep_scores && !(res->scores = calloc(rows_max, sizeof(double *)))) {
         st = fail(err, err_len, SDM_ERR_NOMEM, "eval: out of memory");
         goto done;
     }
@@ -974,6 +1154,10 @@ sdm_status sdm_eval_run(const sdm_eval_opts *o, const sdm_dataset *data, sdm_eng
         res->n_rows++;
     }
     free(pred);
+    if (st == SDM_OK && o->ckpts) {
+        truth t = {shard_masks, ex_masks, shard_margins, ex_margins, R};
+        st = tracin_rows(o, start, &s, eng, res, &t, S, err, err_len);
+    }
     if (st != SDM_OK)
         goto done;
 
@@ -999,6 +1183,7 @@ sdm_status sdm_eval_run(const sdm_eval_opts *o, const sdm_dataset *data, sdm_eng
         row->curvature = lr ? "hessian" : "gauss-newton";
         row->lambda_rule = "";
         row->lambda = NAN;
+        row->checkpoints = 1;
         row->seconds = now() - t0;
         row_measure(row, S, &s, shard_masks, shard_margins, ex_masks, ex_margins, R, NULL);
         say(o, "%s: %-18s %-10s LDS shard %.3f example %.3f AUC %.3f", o->model, row->name,
@@ -1032,6 +1217,7 @@ done:
     sdm_engine_destroy(&own_eng);
     sdm_train_result_free(&tr);
     sdm_model_destroy(&model);
+    sdm_model_destroy(&start);
     setup_free(&s);
     sdm_dataset_destroy(&loaded);
     free(G);
@@ -1097,8 +1283,15 @@ void sdm_eval_print_table(const sdm_eval_result *r, FILE *f)
             "%u converged, mean %.0f steps, %.1f s\n",
             r->retrains, r->subsets, r->subsets, r->retrains_converged, r->retrain_mean_steps,
             r->retrain_seconds);
-    fprintf(f, "curvature rows: %u sampled label%s per training example\n\n", r->curv_draws,
+    fprintf(f, "curvature rows: %u sampled label%s per training example\n", r->curv_draws,
             r->curv_draws == 1 ? "" : "s");
+    if (r->gd_ckpts)
+        fprintf(f,
+                "TracIn-CP path: %llu gradient-descent steps at lr %.4g (loss %.4f, test accuracy "
+                "%.3f), %u checkpoints each weighted lr x %llu steps\n",
+                (unsigned long long)r->gd_steps, r->gd_lr, r->gd_loss, r->gd_test_accuracy,
+                r->gd_ckpts, (unsigned long long)(r->gd_steps / r->gd_ckpts));
+    fputs("\n", f);
     fprintf(f, "%-18s %-10s %5s %-12s %-13s %8s  %-14s %-14s %6s %4s %7s\n", "method", "proj", "k",
             "curvature", "damping", "lambda", "LDS shard", "LDS example", "AUC", "rank", "time");
     for (size_t i = 0; i < r->n_rows; i++) {
@@ -1171,6 +1364,13 @@ void sdm_eval_print_json(const sdm_eval_result *r, FILE *f)
     json_num(f, r->retrain_mean_steps);
     fputs(", \"seconds\": ", f);
     json_num(f, r->retrain_seconds);
+    fprintf(f, "},\n \"tracin_path\": {\"checkpoints\": %u, \"steps\": %llu, \"lr\": ",
+            r->gd_ckpts, (unsigned long long)r->gd_steps);
+    json_num(f, r->gd_ckpts ? r->gd_lr : NAN);
+    fputs(", \"loss\": ", f);
+    json_num(f, r->gd_ckpts ? r->gd_loss : NAN);
+    fputs(", \"test_accuracy\": ", f);
+    json_num(f, r->gd_ckpts ? r->gd_test_accuracy : NAN);
     fputs("},\n \"rows\": [", f);
     for (size_t i = 0; i < r->n_rows; i++) {
         const sdm_eval_row *w = &r->rows[i];
@@ -1180,7 +1380,7 @@ void sdm_eval_print_json(const sdm_eval_result *r, FILE *f)
         json_str(f, w->method);
         fputs(", \"projection\": ", f);
         json_str(f, w->projection);
-        fprintf(f, ", \"k\": %u, \"curvature\": ", w->k);
+        fprintf(f, ", \"k\": %u, \"checkpoints\": %u, \"curvature\": ", w->k, w->checkpoints);
         json_str(f, w->curvature);
         fputs(", \"lambda_rule\": ", f);
         json_str(f, w->lambda_rule);

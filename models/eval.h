@@ -54,6 +54,12 @@ typedef struct sdm_eval_opts {
     uint64_t max_steps;    /* training step cap (L-BFGS) */
     uint64_t seed;         /* split, corruption, subsets, sampled labels, mlp start */
     int sweep;             /* also score trak (none, sampled) at λ = matched · 0.01 .. 100 */
+    /* TracIn-CP rows: plain gradient descent from the same start with a constant lr for
+     * gd_steps steps, checkpoints at steps T, 2T, .. ckpts·T (T = gd_steps / ckpts), each
+     * weighted lr·T (the steps it stands for); 0 ckpts: no such rows */
+    uint32_t ckpts;
+    uint64_t gd_steps;
+    double gd_lr;          /* 0: 1 / (½ max_i (|x_i|² + 1) + l2), logreg's smoothness bound */
     int keep_scores;       /* keep every row's scores and the ground truth in the result */
     /* progress lines (no newline), e.g. for stderr; NULL: silent */
     void (*progress)(void *ctx, const char *line);
@@ -62,11 +68,12 @@ typedef struct sdm_eval_opts {
 
 /* The defaults for a model kind ("logreg" or "mlp"): logreg l2 1e-3, tol 1e-6; mlp 32 tanh
  * units, l2 1e-2, tol 1e-5; 397 test digits, 10 contributors, contributor 3 fully corrupted,
- * 100 subsets, k = 256, one curvature draw, seed 1. Returns SDM_ERR_BAD_INPUT for another
+ * 100 subsets, k = 256, four curvature draws, seed 1; TracIn-CP over 4 checkpoints of 2000
+ * gradient-descent steps at the automatic lr. Returns SDM_ERR_BAD_INPUT for another
  * kind. */
 SDM_NODISCARD sdm_status sdm_eval_opts_init(sdm_eval_opts *opts, const char *model);
 /* Shrinks opts to a run of a few seconds: 500 training and 200 test digits, 20 subsets,
- * k = 64, a looser mlp tolerance. */
+ * k = 64, a 200-step TracIn-CP path, a looser mlp tolerance. */
 void sdm_eval_opts_quick(sdm_eval_opts *opts);
 
 /* One scoring configuration and what it achieved. */
@@ -79,7 +86,9 @@ typedef struct sdm_eval_row {
                                 rows); the ceiling's "hessian" or "gauss-newton"; else "" */
     const char *lambda_rule; /* trak: "default" (SPEC), "matched" (rows of K · l2), or
                                 "matched*<x>" (sweep); else "" */
-    double lambda;           /* trak: the λ_c used (the engine's answer); else NaN */
+    double lambda;           /* trak: the λ_c used (the engine's answer; over several
+                                checkpoints their mean); else NaN */
+    uint32_t checkpoints;    /* checkpoints scored: 1, or the TracIn-CP rows' count */
     double lds_shard;        /* LDS over random halves of the shards */
     double lds_shard_se;     /* its standard error across test examples */
     double lds_example;      /* LDS over random halves of the examples */
@@ -106,6 +115,10 @@ typedef struct sdm_eval_result {
     double train_grad_norm;
     double train_accuracy, test_accuracy;
     double train_seconds;
+    /* the gradient-descent path of the TracIn-CP rows (gd_ckpts 0: none) */
+    uint32_t gd_ckpts;
+    uint64_t gd_steps;
+    double gd_lr, gd_loss, gd_test_accuracy; /* loss and accuracy at its last step */
     /* the retrains (2 x subsets) */
     uint32_t retrains, retrains_converged;
     double retrain_mean_steps, retrain_seconds;

@@ -20,19 +20,23 @@ static void usage(FILE *f)
           "\n"
           "  --model logreg|mlp|both  the model(s) to evaluate (default both)\n"
           "  --quick                  a reduced run of a few seconds (500 train / 200 test\n"
-          "                           digits, 20 halves, k = 64)\n"
+          "                           digits, 20 halves, k = 64, 200 gd steps)\n"
           "  --subsets R              random halves per ground truth (default 100, >= 3)\n"
           "  --l2 X                   the model's L2 weight (default 1e-3 logreg, 1e-2 mlp)\n"
           "  --hidden H               mlp hidden units (default 32)\n"
           "  --tol X                  training gradient-norm tolerance (default 1e-6 logreg,\n"
           "                           1e-5 mlp)\n"
           "  --proj-dim K             rademacher projection dim (default 256)\n"
-          "  --curv-draws D           sampled labels per example for curvature rows (default 1)\n"
+          "  --curv-draws D           sampled labels per example for curvature rows (default 4)\n"
           "  --contributors C         shards, one per contributor (default 10)\n"
           "  --corrupt-frac F         fraction of the corrupted contributor's labels shifted\n"
           "                           (default 1)\n"
           "  --n-train N, --n-test N  sizes (default: 397 test, every other digit trains)\n"
           "  --seed S                 split, corruption, halves, sampled labels (default 1)\n"
+          "  --ckpts K                TracIn-CP rows over K checkpoints of a gradient-descent\n"
+          "                           path (default 4; 0: none)\n"
+          "  --gd-steps N             that path's length in steps (default 2000)\n"
+          "  --gd-lr X                its constant lr (default: logreg's smoothness bound)\n"
           "  --sweep                  also trak (none, sampled curvature) at λ = x times the\n"
           "                           matched damping (rows of K · l2), x in 0.01 .. 100\n"
           "  --backend auto|cpu|cuda  the engine's backend (default cpu)\n"
@@ -111,10 +115,11 @@ int sdm_eval_main(int argc, char **argv)
     sdm_backend_kind backend = SDM_BACKEND_CPU;
     /* overrides: NaN / 0 mean "the model's default" */
     int have_subsets = 0, have_l2 = 0, have_hidden = 0, have_tol = 0, have_k = 0, have_draws = 0,
-        have_contrib = 0, have_frac = 0, have_ntrain = 0, have_ntest = 0, have_seed = 0;
-    uint32_t subsets = 0, hidden = 0, k = 0, draws = 0, contrib = 0;
-    uint64_t n_train = 0, n_test = 0, seed = 0;
-    double l2 = 0, tol = 0, frac = 0;
+        have_contrib = 0, have_frac = 0, have_ntrain = 0, have_ntest = 0, have_seed = 0,
+        have_ckpts = 0, have_gd_steps = 0, have_gd_lr = 0;
+    uint32_t subsets = 0, hidden = 0, k = 0, draws = 0, contrib = 0, ckpts = 0;
+    uint64_t n_train = 0, n_test = 0, seed = 0, gd_steps = 0;
+    double l2 = 0, tol = 0, frac = 0, gd_lr = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -136,7 +141,9 @@ int sdm_eval_main(int argc, char **argv)
                           !strcmp(a, "--proj-dim") || !strcmp(a, "--curv-draws") ||
                           !strcmp(a, "--contributors") || !strcmp(a, "--corrupt-frac") ||
                           !strcmp(a, "--n-train") || !strcmp(a, "--n-test") ||
-                          !strcmp(a, "--seed") || !strcmp(a, "--backend"))) {
+                          !strcmp(a, "--seed") || !strcmp(a, "--backend") ||
+                          !strcmp(a, "--ckpts") || !strcmp(a, "--gd-steps") ||
+                          !strcmp(a, "--gd-lr"))) {
             fprintf(stderr, "sediment-eval: %s needs a value (see --help)\n", a);
             return 2;
         } else if (!strcmp(a, "--model")) {
@@ -176,6 +183,12 @@ int sdm_eval_main(int argc, char **argv)
             bad = parse_u64(a, v, &n_test), have_ntest = 1;
         } else if (!strcmp(a, "--seed")) {
             bad = parse_u64(a, v, &seed), have_seed = 1;
+        } else if (!strcmp(a, "--ckpts")) {
+            bad = parse_u32(a, v, &ckpts), have_ckpts = 1;
+        } else if (!strcmp(a, "--gd-steps")) {
+            bad = parse_u64(a, v, &gd_steps), have_gd_steps = 1;
+        } else if (!strcmp(a, "--gd-lr")) {
+            bad = parse_double(a, v, &gd_lr), have_gd_lr = 1;
         } else {
             fprintf(stderr, "sediment-eval: unknown option '%s' (see --help)\n", a);
             return 2;
@@ -237,6 +250,12 @@ int sdm_eval_main(int argc, char **argv)
             o.n_test = n_test;
         if (have_seed)
             o.seed = seed;
+        if (have_ckpts)
+            o.ckpts = ckpts;
+        if (have_gd_steps)
+            o.gd_steps = gd_steps;
+        if (have_gd_lr)
+            o.gd_lr = gd_lr;
         o.sweep = sweep;
         o.progress = quiet ? NULL : progress;
         st = sdm_eval_run(&o, NULL, eng, &results[t], err, sizeof(err));

@@ -185,8 +185,19 @@ static void test_quick_run_shape(void)
     CU_ASSERT_EQUAL(quick->retrains_converged, 40);
     CU_ASSERT(quick->train_converged);
     CU_ASSERT_EQUAL(quick->n_corrupted, 50); /* all of c3's 50 labels */
-    /* dot, cosine, 4 trak, at none and rademacher, plus the exact influence function */
-    CU_ASSERT_EQUAL_FATAL(quick->n_rows, 13);
+    /* dot, cosine, 4 trak, at none and rademacher; TracIn-CP at both and trak over its
+     * checkpoints; the exact influence function */
+    CU_ASSERT_EQUAL_FATAL(quick->n_rows, 16);
+    CU_ASSERT_EQUAL(quick->gd_ckpts, 4);
+    CU_ASSERT_EQUAL(quick->gd_steps, 200);
+    CU_ASSERT(quick->gd_lr > 0 && isfinite(quick->gd_loss));
+    for (size_t i = 0; i < quick->n_rows; i++) {
+        const sdm_eval_row *w = &quick->rows[i];
+        int path = strcmp(w->name, "tracin-cp") == 0 || strcmp(w->name, "trak curv ckpts") == 0;
+        CU_ASSERT_EQUAL(w->checkpoints, path ? 4u : 1u);
+        CU_ASSERT_EQUAL(path, i >= 12 && i < 15);
+    }
+    CU_ASSERT_STRING_EQUAL(quick->rows[15].method, "influence");
     for (size_t i = 0; i < quick->n_rows; i++) {
         const sdm_eval_row *w = &quick->rows[i];
         CU_ASSERT(isfinite(w->lds_shard) && w->lds_shard >= -1 && w->lds_shard <= 1);
@@ -287,7 +298,8 @@ static void test_quick_reproducible(void)
 static void test_bad_options(void)
 {
     /* each case breaks one option; the message names it */
-    const char *fields[] = {"contributors", "corrupt_frac", "subsets", "n_test", "l2"};
+    const char *fields[] = {"contributors", "corrupt_frac", "subsets", "n_test", "l2",
+                            "ckpts",        "gd_steps",     "gd_lr",   "gd_lr"};
     for (size_t c = 0; c < sizeof(fields) / sizeof(fields[0]); c++) {
         sdm_eval_opts o;
         CU_ASSERT_EQUAL_FATAL(sdm_eval_opts_init(&o, "logreg"), SDM_OK);
@@ -307,6 +319,18 @@ static void test_bad_options(void)
             break;
         case 4:
             o.l2 = 0;
+            break;
+        case 5:
+            o.ckpts = 17;
+            break;
+        case 6:
+            o.gd_steps = 3;
+            break;
+        case 7:
+            o.gd_lr = -1;
+            break;
+        case 8: /* far past the smoothness bound: the path diverges, found after training */
+            o.gd_lr = 1e4;
             break;
         }
         sdm_eval_result *r = (sdm_eval_result *)1;

@@ -31,6 +31,15 @@ class EvalCommand(unittest.TestCase):
         self.assertGreater(trak["lds_shard"], 0.6)
         self.assertGreater(trak["lds_shard"], dot["lds_shard"] + 0.2)
         self.assertGreater(trak["auc"], 0.8)
+        path = run["tracin_path"]
+        self.assertEqual(path["checkpoints"], 4)
+        self.assertEqual(path["steps"], 200)
+        self.assertGreater(path["lr"], 0)
+        tracin = rows[("tracin-cp", "none")]
+        self.assertEqual(tracin["checkpoints"], 4)
+        self.assertEqual(tracin["method"], "dot")
+        self.assertEqual(rows[("trak curv ckpts", "none")]["checkpoints"], 4)
+        self.assertEqual(trak["checkpoints"], 1)
 
     def test_help_and_bad_option(self):
         rc, out, _ = self.run_eval("eval", "--help")
