@@ -281,28 +281,35 @@ static sdm_status s_cuda_topk_pass(sdm_backend *be, const sdm_pass *pass)
 }
 
 /* Pinned, so that feature uploads run at full PCIe speed and overlap compute. Portable, so
- * that it stays pinned whichever device is current. NULL on failure, like malloc. */
+ * that it stays pinned whichever device is current. When pinning fails (the system's limit
+ * on locked memory, say) plain malloc: uploads from it are slower, but the store still takes
+ * the batch. NULL only when both fail, like malloc. */
 static void *s_cuda_host_alloc(sdm_backend *be, size_t bytes)
 {
     sdm_cuda_ctx *ctx = (sdm_cuda_ctx *)be->ctx;
     void *p = NULL;
     /* On a thread that never chose a device this would otherwise wake up device 0. */
-    if (ctx && cudaSetDevice(ctx->device) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return NULL;
-    }
-    if (cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocPortable) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return NULL;
-    }
-    return p;
+    if (ctx && cudaSetDevice(ctx->device) == cudaSuccess &&
+        cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocPortable) == cudaSuccess)
+        return p;
+    (void)cudaGetLastError();
+    return malloc(bytes ? bytes : 1);
 }
 
+/* Frees either kind s_cuda_host_alloc hands out: the driver knows which pointers it pinned. */
 static void s_cuda_host_free(sdm_backend *be, void *p)
 {
     (void)be;
-    if (p && cudaFreeHost(p) != cudaSuccess)
-        (void)cudaGetLastError();
+    if (!p)
+        return;
+    cudaPointerAttributes attr;
+    if (cudaPointerGetAttributes(&attr, p) == cudaSuccess && attr.type == cudaMemoryTypeHost) {
+        if (cudaFreeHost(p) != cudaSuccess)
+            (void)cudaGetLastError();
+        return;
+    }
+    (void)cudaGetLastError();
+    free(p);
 }
 
 static void s_cuda_cache_free(sdm_backend *be, void *cache)
