@@ -1018,22 +1018,24 @@ static const char *sdm_bin(void)
     return b && *b ? b : "build/bin";
 }
 
-/* Starts sediment-worker on a fresh data dir with stdout to a file; reads the endpoint
- * from its first line. extra: more arguments (NULL-terminated), may be NULL. */
-static int start_worker(live_worker *w, const char *data_dir, const char *out_name,
-                        const char *const *extra)
+/* Starts build/bin/<prog> with `--listen tcp://127.0.0.1:0 --data data_dir`, then `base`
+ * and `extra` (both NULL-terminated, may be NULL), stdout to the scratch file out_name, and
+ * reads the endpoint from its first line (up to 20 s). */
+static int start_server(live_worker *w, const char *prog, const char *data_dir,
+                        const char *out_name, const char *const *base, const char *const *extra)
 {
-    char worker[600];
-    snprintf(worker, sizeof(worker), "%s/sediment-worker", sdm_bin());
-    if (access(worker, X_OK) != 0) {
-        fprintf(stderr, "\n  %s is not there (set SDM_BIN): %s\n", worker, strerror(errno));
+    char exe[600], out[512];
+    snprintf(exe, sizeof(exe), "%s/%s", sdm_bin(), prog);
+    if (access(exe, X_OK) != 0) {
+        fprintf(stderr, "\n  %s is not there (set SDM_BIN): %s\n", exe, strerror(errno));
         return -1;
     }
-    const char *out = scratch(out_name);
-    const char *argv[24] = {worker,      "--listen", "tcp://127.0.0.1:0", "--data", data_dir,
-                            "--backend", "cpu",      "--threads",         "2",      "--quiet"};
-    int argc = 10;
-    for (int i = 0; extra && extra[i] && argc < 22; i++)
+    snprintf(out, sizeof(out), "%s", scratch(out_name));
+    const char *argv[32] = {exe, "--listen", "tcp://127.0.0.1:0", "--data", data_dir};
+    int argc = 5;
+    for (int i = 0; base && base[i] && argc < 30; i++)
+        argv[argc++] = base[i];
+    for (int i = 0; extra && extra[i] && argc < 30; i++)
         argv[argc++] = extra[i];
     argv[argc] = NULL;
     pid_t pid = fork();
@@ -1045,11 +1047,10 @@ static int start_worker(live_worker *w, const char *data_dir, const char *out_na
             _exit(127);
         dup2(fd, 1);
         close(fd);
-        execv(worker, (char *const *)argv);
+        execv(exe, (char *const *)argv);
         _exit(127);
     }
     w->pid = pid;
-    /* up to 20 s for the first line */
     for (int i = 0; i < 400; i++) {
         size_t n;
         uint8_t *b = read_bytes(out, &n);
@@ -1063,7 +1064,7 @@ static int start_worker(live_worker *w, const char *data_dir, const char *out_na
         free(b);
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
-            fprintf(stderr, "\n  sediment-worker exited before printing its endpoint\n");
+            fprintf(stderr, "\n  %s exited before printing its endpoint\n", prog);
             w->pid = -1;
             return -1;
         }
@@ -1073,6 +1074,14 @@ static int start_worker(live_worker *w, const char *data_dir, const char *out_na
     waitpid(pid, NULL, 0);
     w->pid = -1;
     return -1;
+}
+
+/* sediment-worker on the cpu backend, two threads, quiet. */
+static int start_worker(live_worker *w, const char *data_dir, const char *out_name,
+                        const char *const *extra)
+{
+    static const char *const base[] = {"--backend", "cpu", "--threads", "2", "--quiet", NULL};
+    return start_server(w, "sediment-worker", data_dir, out_name, base, extra);
 }
 
 /* SIGTERM and the exit status (-1 when it did not exit within 20 s or was killed). */
@@ -1748,60 +1757,12 @@ static uint8_t s_ledger_key[32];
 static char s_vkey[400];
 static char s_lworker_key[65];
 
-/* Starts sediment-ledger on data_dir (stdout to out_name) with more arguments (NULL ended). */
+/* sediment-ledger, quiet. */
 static int start_ledger(live_worker *w, const char *data_dir, const char *out_name,
                         const char *const *extra)
 {
-    char exe[600];
-    snprintf(exe, sizeof(exe), "%s/sediment-ledger", sdm_bin());
-    if (access(exe, X_OK) != 0) {
-        fprintf(stderr, "\n  %s is not there (set SDM_BIN): %s\n", exe, strerror(errno));
-        return -1;
-    }
-    const char *out = scratch(out_name);
-    char out_copy[512];
-    snprintf(out_copy, sizeof(out_copy), "%s", out);
-    const char *argv[24] = {exe, "--listen", "tcp://127.0.0.1:0", "--data", data_dir, "--quiet"};
-    int argc = 6;
-    for (int i = 0; extra && extra[i] && argc < 22; i++)
-        argv[argc++] = extra[i];
-    argv[argc] = NULL;
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int fd = open(out_copy, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0)
-            _exit(127);
-        dup2(fd, 1);
-        close(fd);
-        execv(exe, (char *const *)argv);
-        _exit(127);
-    }
-    w->pid = pid;
-    for (int i = 0; i < 400; i++) {
-        size_t n;
-        uint8_t *b = read_bytes(out_copy, &n);
-        char *nl = b ? strchr((char *)b, '\n') : NULL;
-        if (nl) {
-            *nl = 0;
-            snprintf(w->endpoint, sizeof(w->endpoint), "%s", (char *)b);
-            free(b);
-            return 0;
-        }
-        free(b);
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) {
-            fprintf(stderr, "\n  sediment-ledger exited before printing its endpoint\n");
-            w->pid = -1;
-            return -1;
-        }
-        usleep(50000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    w->pid = -1;
-    return -1;
+    static const char *const base[] = {"--quiet", NULL};
+    return start_server(w, "sediment-ledger", data_dir, out_name, base, extra);
 }
 
 static int ledger_setup(void)
