@@ -16,6 +16,7 @@
 
 #include "body.h"
 #include "sign.h"
+#include "fixtures.h"
 #include "testdata.h"
 
 #define H SDM_HASH_LEN
@@ -63,81 +64,12 @@ static void make_receipt(int curvature, uint8_t **body, size_t *len)
     CU_ASSERT_EQUAL_FATAL(sdm_receipt_encode(&r, body, len), 0);
 }
 
-/* A hand-made attribution result: 2 queries, 3 shards of 2 contributors, 2 hits a side. */
-static const char *fake_shards[3] = {"s-a", "s-b", "s-c"};
-static const char *fake_owner_names[3] = {"alice", "bob", "alice"};
-static uint32_t fake_owner[3] = {0, 1, 0};
-static const char *fake_contributors[2] = {"alice", "bob"};
-static double fake_shard_score[6] = {1.5, -0.25, 0.5, 0.0, 2.0, -1.0};
-static double fake_shard_share[6] = {0.75, 0.0, 0.25, 0.0, 1.0, 0.0};
-static double fake_contrib_score[4] = {2.0, -0.25, -1.0, 2.0};
-static double fake_contrib_share[4] = {1.0, 0.0, 0.0, 1.0};
-static sdm_hit fake_top[4] = {{7, 0, 0.9}, {3, 2, 0.4}, {11, 1, 1.25}, {7, 0, 0.5}};
-static sdm_hit fake_bottom[4] = {{5, 1, -0.3}, {8, 2, -0.1}, {2, 2, -2.5}, {4, 0, -0.75}};
-static double fake_lambdas[2] = {0.125, 3.5};
-static const char *const fake_ckpts[2] = {"ckpt-1", "ckpt-2"};
-static const double fake_lrs[2] = {0.5, 0.25};
-/* query ids as a request gave them: "q-a" and 256 */
-static const uint8_t qid0[4] = {0xa3, 'q', '-', 'a'};
-static const uint8_t qid1[3] = {0xcd, 0x01, 0x00};
-static const uint8_t *const fake_qids[2] = {qid0, qid1};
-static const size_t fake_qid_lens[2] = {4, 3};
-
-static sdm_attr_result fake_result(void)
-{
-    sdm_attr_result r;
-    memset(&r, 0, sizeof(r));
-    r.m = 2;
-    r.store_size = 5;
-    r.n_examples = 12;
-    r.n_shards = 3;
-    r.n_contributors = 2;
-    r.shard_names = fake_shards;
-    r.shard_contributor = fake_owner_names;
-    r.shard_owner = fake_owner;
-    r.contributor_names = fake_contributors;
-    r.shard_score = fake_shard_score;
-    r.shard_share = fake_shard_share;
-    r.contributor_score = fake_contrib_score;
-    r.contributor_share = fake_contrib_share;
-    r.topk = 2;
-    r.top = fake_top;
-    r.bottom = fake_bottom;
-    r.n_lambdas = 2;
-    r.lambdas = fake_lambdas;
-    return r;
-}
-
-static sdm_proof fake_proof(const sdm_projection *proj, const sdm_attr_result *res,
-                            sdm_method method)
-{
-    sdm_proof p;
-    memset(&p, 0, sizeof(p));
-    memcpy(p.worker, worker_pk, 32);
-    p.issued_at = 1700000000999ull;
-    p.model = "model-a";
-    p.projection = proj;
-    p.method = method;
-    p.aggregate = SDM_AGG_MEAN;
-    p.n_checkpoints = 2;
-    p.checkpoints = fake_ckpts;
-    p.lrs = fake_lrs;
-    p.store_size = 5;
-    memset(p.store_root, 0x5e, H);
-    memset(p.query_digest, 0x9d, H);
-    p.request_id = "req-17";
-    p.result = res;
-    p.query_ids = fake_qids;
-    p.query_id_lens = fake_qid_lens;
-    return p;
-}
-
 /* The proof the mutation suite starts from: trak over sjlt, two checkpoints, two queries. */
 static void make_proof(uint8_t **body, size_t *len)
 {
     static const sdm_projection proj = {SDM_PROJ_SJLT, 4096, 512, 4, 0x1234567890ull};
-    sdm_attr_result res = fake_result();
-    sdm_proof p = fake_proof(&proj, &res, SDM_METHOD_TRAK);
+    sdm_attr_result res = fixture_result();
+    sdm_proof p = fixture_proof(worker_pk, &proj, &res, SDM_METHOD_TRAK);
     CU_ASSERT_EQUAL_FATAL(sdm_proof_encode(&p, body, len), 0);
 }
 
@@ -238,8 +170,8 @@ static void test_proof(void)
 
     /* dot over rademacher: empty lambda, no s, query ids numbered 0..m-1 */
     sdm_projection proj = {SDM_PROJ_RADEMACHER, 4096, 512, 0, 9};
-    sdm_attr_result res = fake_result();
-    sdm_proof p = fake_proof(&proj, &res, SDM_METHOD_DOT);
+    sdm_attr_result res = fixture_result();
+    sdm_proof p = fixture_proof(worker_pk, &proj, &res, SDM_METHOD_DOT);
     p.query_ids = NULL;
     p.request_id = "";
     CU_ASSERT_EQUAL_FATAL(sdm_proof_encode(&p, &body, &len), 0);
@@ -254,7 +186,7 @@ static void test_proof(void)
     res.n_shards = 0;
     res.n_contributors = 0;
     res.topk = 0;
-    p = fake_proof(&proj, &res, SDM_METHOD_COSINE);
+    p = fixture_proof(worker_pk, &proj, &res, SDM_METHOD_COSINE);
     CU_ASSERT_EQUAL_FATAL(sdm_proof_encode(&p, &body, &len), 0);
     CU_ASSERT_FATAL(read_ok(body, len, &b));
     CU_ASSERT_EQUAL(b.n_touches, 0);
@@ -309,7 +241,7 @@ static void test_proof_many_shards(void)
     static sdm_hit no_hits[1];
     res.top = res.bottom = no_hits; /* topk 0: the encoder offsets them by 0 */
     sdm_projection proj = {SDM_PROJ_RADEMACHER, 100, 10, 0, 1};
-    sdm_proof p = fake_proof(&proj, &res, SDM_METHOD_DOT);
+    sdm_proof p = fixture_proof(worker_pk, &proj, &res, SDM_METHOD_DOT);
     p.query_ids = NULL;
     uint8_t *body;
     size_t len;
@@ -826,14 +758,14 @@ static void test_proof_types(void)
 
     /* methods other than trak state no lambda */
     sdm_projection proj = {SDM_PROJ_RADEMACHER, 4096, 512, 0, 9};
-    sdm_attr_result res = fake_result();
-    sdm_proof p = fake_proof(&proj, &res, SDM_METHOD_DOT);
+    sdm_attr_result res = fixture_result();
+    sdm_proof p = fixture_proof(worker_pk, &proj, &res, SDM_METHOD_DOT);
     CU_ASSERT_EQUAL_FATAL(sdm_proof_encode(&p, &body, &len), 0);
     ADD("lambda/0", F64(0.5), "entry.body.lambda: 1 values, expected none (method dot)");
     ADD("projection/s", UINT(1), "entry.body.projection.s: only kind sjlt takes s");
     free(body);
     proj = (sdm_projection){SDM_PROJ_NONE, 64, 64, 0, 0};
-    p = fake_proof(&proj, &res, SDM_METHOD_DOT);
+    p = fixture_proof(worker_pk, &proj, &res, SDM_METHOD_DOT);
     CU_ASSERT_EQUAL_FATAL(sdm_proof_encode(&p, &body, &len), 0);
     SET("projection/dim", UINT(32),
         "entry.body.projection.dim: 32, must equal projection.input_dim (64) for kind none");

@@ -18,6 +18,7 @@
 
 #include "merkle.h"
 #include "sign.h"
+#include "fixtures.h"
 #include "testdata.h"
 
 #define H SDM_HASH_LEN
@@ -794,82 +795,12 @@ static void test_receipt_body(void)
     sdm_keypair_destroy(&kp);
 }
 
-/* A hand-made attribution result: 2 queries, 3 shards of 2 contributors, 2 hits a side. */
-static const char *fake_shards[3] = {"s-a", "s-b", "s-c"};
-static const char *fake_owner_names[3] = {"alice", "bob", "alice"};
-static uint32_t fake_owner[3] = {0, 1, 0};
-static const char *fake_contributors[2] = {"alice", "bob"};
-static double fake_shard_score[6] = {1.5, -0.25, 0.5, 0.0, 2.0, -1.0};
-static double fake_shard_share[6] = {0.75, 0.0, 0.25, 0.0, 1.0, 0.0};
-static double fake_contrib_score[4] = {2.0, -0.25, -1.0, 2.0};
-static double fake_contrib_share[4] = {1.0, 0.0, 0.0, 1.0};
-static sdm_hit fake_top[4] = {{7, 0, 0.9}, {3, 2, 0.4}, {11, 1, 1.25}, {7, 0, 0.5}};
-static sdm_hit fake_bottom[4] = {{5, 1, -0.3}, {8, 2, -0.1}, {2, 2, -2.5}, {4, 0, -0.75}};
-static double fake_lambdas[2] = {0.125, 3.5};
-
-static sdm_attr_result fake_result(void)
-{
-    sdm_attr_result r = {0};
-    r.m = 2;
-    r.store_size = 5;
-    r.n_examples = 12;
-    r.n_shards = 3;
-    r.n_contributors = 2;
-    r.shard_names = fake_shards;
-    r.shard_contributor = fake_owner_names;
-    r.shard_owner = fake_owner;
-    r.contributor_names = fake_contributors;
-    r.shard_score = fake_shard_score;
-    r.shard_share = fake_shard_share;
-    r.contributor_score = fake_contrib_score;
-    r.contributor_share = fake_contrib_share;
-    r.topk = 2;
-    r.top = fake_top;
-    r.bottom = fake_bottom;
-    r.n_lambdas = 2;
-    r.lambdas = fake_lambdas;
-    return r;
-}
-
-static const char *const fake_ckpts[2] = {"ckpt-1", "ckpt-2"};
-static const double fake_lrs[2] = {0.5, 0.25};
-/* query ids as they came in a request: "q-a" and 256 */
-static const uint8_t qid0[4] = {0xa3, 'q', '-', 'a'};
-static const uint8_t qid1[3] = {0xcd, 0x01, 0x00};
-static const uint8_t *const fake_qids[2] = {qid0, qid1};
-static const size_t fake_qid_lens[2] = {4, 3};
-
-static sdm_proof fake_proof(const sdm_keypair *kp, const sdm_projection *proj,
-                            const sdm_attr_result *res, sdm_method method)
-{
-    sdm_proof p;
-    memset(&p, 0, sizeof(p));
-    memcpy(p.worker, kp->pk, SDM_PK_LEN);
-    p.issued_at = 1700000000999ull;
-    p.model = "model-a";
-    p.projection = proj;
-    p.method = method;
-    p.aggregate = SDM_AGG_MEAN;
-    p.n_checkpoints = 2;
-    p.checkpoints = fake_ckpts;
-    p.lrs = fake_lrs;
-    p.lambdas = NULL; /* taken from the result */
-    p.store_size = 5;
-    fill(p.store_root, H, 0x5e);
-    fill(p.query_digest, H, 0x9d);
-    p.request_id = "req-17";
-    p.result = res;
-    p.query_ids = fake_qids;
-    p.query_id_lens = fake_qid_lens;
-    return p;
-}
-
 static void test_proof_body(void)
 {
     sdm_keypair *kp = test_key("env");
     sdm_projection proj = {SDM_PROJ_SJLT, 4096, 512, 4, 0x1234567890ull};
-    sdm_attr_result res = fake_result();
-    sdm_proof p = fake_proof(kp, &proj, &res, SDM_METHOD_TRAK);
+    sdm_attr_result res = fixture_result();
+    sdm_proof p = fixture_proof(kp->pk, &proj, &res, SDM_METHOD_TRAK);
 
     uint8_t *body;
     size_t len;
@@ -957,7 +888,7 @@ static void test_proof_body(void)
 
     /* dot over a rademacher projection: no lambdas, no s, ids numbered 0..m-1 */
     proj.kind = SDM_PROJ_RADEMACHER;
-    p = fake_proof(kp, &proj, &res, SDM_METHOD_DOT);
+    p = fixture_proof(kp->pk, &proj, &res, SDM_METHOD_DOT);
     p.query_ids = NULL;
     p.query_id_lens = NULL;
     p.request_id = NULL;
@@ -992,7 +923,7 @@ static void test_proof_body(void)
 
     /* a trak proof with no lambdas anywhere cannot be written */
     res.n_lambdas = 0;
-    p = fake_proof(kp, &proj, &res, SDM_METHOD_TRAK);
+    p = fixture_proof(kp->pk, &proj, &res, SDM_METHOD_TRAK);
     CU_ASSERT_EQUAL(sdm_proof_encode(&p, &body, &len), -1);
     CU_ASSERT_PTR_NULL(body);
     sdm_keypair_destroy(&kp);
@@ -1190,8 +1121,8 @@ static int emit(const char *dir)
         rc = 1;
     r.store_size = 8;
     sdm_projection proj = {SDM_PROJ_SJLT, 4096, 512, 4, 0x1234567890ull};
-    sdm_attr_result res = fake_result();
-    sdm_proof p = fake_proof(kp, &proj, &res, SDM_METHOD_TRAK);
+    sdm_attr_result res = fixture_result();
+    sdm_proof p = fixture_proof(kp->pk, &proj, &res, SDM_METHOD_TRAK);
     p.store_size = N_LEAVES;
     if (sdm_merkle_root(tree, N_LEAVES, p.store_root) != 0)
         rc = 1;
