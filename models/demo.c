@@ -42,6 +42,8 @@ typedef struct contrib_row {
     double score, share; /* summed over the test queries */
     uint64_t reward;
     int flagged;
+    int64_t first_entry; /* the ledger index of its first receipt, -1 before verify_ledger */
+    int copy_of;         /* the contributor whose data it repeats (see find_copies), or -1 */
 } contrib_row;
 
 typedef struct demo_result {
@@ -215,10 +217,15 @@ static int verify_ledger(sdm_client_t *l, const uint8_t worker_key[32], demo_res
                 fail(err, err_len, "entry %" PRIu64 ": inclusion: %s", i, msg);
             else {
                 const char *type = sdm_reply_str(body, "type");
-                if (type && strcmp(type, "contribution") == 0)
+                const char *who = sdm_reply_str(body, "contributor");
+                if (type && strcmp(type, "contribution") == 0) {
                     res->receipts++;
-                else
+                    for (uint32_t c = 0; who && c < res->C; c++)
+                        if (res->rows[c].first_entry < 0 && strcmp(res->rows[c].name, who) == 0)
+                            res->rows[c].first_entry = (int64_t)i;
+                } else {
                     res->proofs++;
+                }
                 res->verified++;
                 ok = 1;
             }
@@ -280,6 +287,35 @@ static int make_dir(const char *path, char *err, size_t err_len)
     return 0;
 }
 
+/* Two contributors whose scores agree on every test example to COPY_TOL of their size sent
+ * the same data (up to the f32 summation order of the worker's tiles, about 1e-7): of such a
+ * pair, the one whose first receipt came later in the ledger is the copier. The attribution
+ * and the ledger's rewards score data, not provenance, so this is the demo's reading of their
+ * results, not a SPEC rule; a copier who perturbs the data is not caught by it. */
+#define COPY_TOL 1e-5
+
+static void find_copies(demo_result *res, const double *qscore, uint64_t m)
+{
+    for (uint32_t b = 0; b < res->C; b++) {
+        contrib_row *wb = &res->rows[b];
+        for (uint32_t a = 0; a < res->C && wb->copy_of < 0; a++) {
+            const contrib_row *wa = &res->rows[a];
+            if (a == b || wa->first_entry < 0 || wb->first_entry < wa->first_entry)
+                continue;
+            const double *va = qscore + (size_t)a * m, *vb = qscore + (size_t)b * m;
+            double diff = 0, na = 0, nb = 0;
+            for (uint64_t q = 0; q < m; q++) {
+                diff += (va[q] - vb[q]) * (va[q] - vb[q]);
+                na += va[q] * va[q];
+                nb += vb[q] * vb[q];
+            }
+            double scale = na > nb ? na : nb;
+            if (scale > 0 && sqrt(diff) <= COPY_TOL * sqrt(scale))
+                wb->copy_of = (int)a;
+        }
+    }
+}
+
 static int run_demo(const demo_opts *o, demo_result *res, char *err, size_t err_len)
 {
     int rc = -1;
@@ -294,6 +330,7 @@ static int run_demo(const demo_opts *o, demo_result *res, char *err, size_t err_
     sdm_train_result *tr = NULL;
     double *G = NULL;
     float *Gf = NULL, *Q[MAX_CKPT] = {NULL};
+    double *qscore = NULL;
     sdm_status sst;
     struct stat sb;
 
@@ -372,6 +409,8 @@ static int run_demo(const demo_opts *o, demo_result *res, char *err, size_t err_
         snprintf(w->name, sizeof(w->name), "c%u", c);
         w->role = c == o->corrupt ? "corrupted" : c == res->copier ? "copier" : "honest";
         w->examples = per;
+        w->first_entry = -1;
+        w->copy_of = -1;
     }
     say("digits: %" PRIu64 " training examples dealt to %u contributors (%" PRIu64
         " each; c%u's labels all shifted, c%u copies c0), %" PRIu64 " test",
@@ -471,13 +510,19 @@ static int run_demo(const demo_opts *o, demo_result *res, char *err, size_t err_
         client_failed(wc, "attribute", st, err, err_len);
         goto done;
     }
-    for (size_t i = 0; i < sdm_reply_n_queries(r); i++) {
+    qscore = calloc((size_t)res->C * m, sizeof(double)); /* contributor x test example */
+    if (!qscore) {
+        fail(err, err_len, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < sdm_reply_n_queries(r) && i < m; i++) {
         const sdm_query_result *qr = sdm_reply_query(r, i);
         for (size_t j = 0; j < qr->n_contributors; j++)
             for (uint32_t c = 0; c < res->C; c++)
                 if (strcmp(res->rows[c].name, qr->contributors[j].contributor) == 0) {
                     res->rows[c].score += qr->contributors[j].score;
                     res->rows[c].share += qr->contributors[j].share;
+                    qscore[(size_t)c * m + i] = qr->contributors[j].score;
                 }
     }
     sdm_reply_destroy(&r);
@@ -494,6 +539,7 @@ static int run_demo(const demo_opts *o, demo_result *res, char *err, size_t err_
     say("%" PRIu64 " of %" PRIu64 " entries verified: signed by the worker, included in "
         "checkpoint %s",
         res->verified, res->size, res->root_hex);
+    find_copies(res, qscore, m);
     if (rewards(lc, o, res, err, err_len) != 0)
         goto done;
     say("rewards: a pool of %" PRIu64 " split by the ledger", o->pool);
@@ -520,6 +566,7 @@ done:
     sdm_dataset_destroy(&train);
     free(G);
     free(Gf);
+    free(qscore);
     for (size_t k = 0; k < MAX_CKPT; k++)
         free(Q[k]);
     return rc;
@@ -564,9 +611,14 @@ static void print_json(const demo_opts *o, const demo_result *r, FILE *f)
         json_str(f, w->name);
         fprintf(f,
                 ", \"role\": \"%s\", \"examples\": %" PRIu64 ", \"score\": %.9g, \"share\": %.9g,"
-                " \"reward\": %" PRIu64 ", \"flagged\": %s}",
+                " \"reward\": %" PRIu64 ", \"flagged\": %s, \"copy_of\": ",
                 w->role, w->examples, w->score, w->share / (double)r->n_test, w->reward,
                 w->flagged ? "true" : "false");
+        if (w->copy_of >= 0)
+            json_str(f, r->rows[w->copy_of].name);
+        else
+            fputs("null", f);
+        fputc('}', f);
     }
     fprintf(f,
             "],\n \"ledger\": {\"origin\": ");
@@ -588,9 +640,13 @@ static void print_table(const demo_opts *o, const demo_result *r, FILE *f)
             "share", "reward", "flagged");
     for (uint32_t c = 0; c < r->C; c++) {
         const contrib_row *w = &r->rows[c];
-        fprintf(f, "%-11s %-10s %8" PRIu64 " %12.4g %9.4f %10" PRIu64 "%s\n", w->name, w->role,
+        char copy[64] = "";
+        if (w->copy_of >= 0)
+            snprintf(copy, sizeof(copy), "  COPY of %s (same score on every test example)",
+                     r->rows[w->copy_of].name);
+        fprintf(f, "%-11s %-10s %8" PRIu64 " %12.4g %9.4f %10" PRIu64 "%s%s\n", w->name, w->role,
                 w->examples, w->score, w->share / (double)r->n_test, w->reward,
-                w->flagged ? "  FLAGGED (negative summed score)" : "");
+                w->flagged ? "  FLAGGED (negative summed score)" : "", copy);
     }
     fprintf(f,
             "\nscore: summed over the test examples; share: mean share per test example; "

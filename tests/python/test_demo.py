@@ -50,9 +50,14 @@ class DemoCommand(unittest.TestCase):
                     self.assertGreater(r["reward"], 0, name)
             self.assertEqual(sum(r["reward"] for r in rows.values()) + doc["unallocated"], 1000)
             self.assertEqual(doc["unallocated"], 0)
-            # the copier sent contributor 0's examples: the same gradients, the same score
+            # the copier sent contributor 0's examples: the same gradients, the same score,
+            # and it is told apart as the copy (c0's receipts came first); nobody else is
             self.assertAlmostEqual(rows[doc["copier"]]["score"], rows["c0"]["score"],
                                    delta=1e-6 * abs(rows["c0"]["score"]))
+            self.assertEqual(rows[doc["copier"]]["copy_of"], "c0")
+            for name, r in rows.items():
+                if name != doc["copier"]:
+                    self.assertIsNone(r["copy_of"], name)
 
             # progress went to stderr, and the data dir is left for inspection
             self.assertIn("verified", err)
