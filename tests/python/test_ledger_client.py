@@ -204,6 +204,12 @@ class TestOfflineProofs(unittest.TestCase):
                     with self.assertRaises(sc.VerificationError, msg=(m, n, args[0], args[1])):
                         sc.verify_consistency(*args)
 
+    def test_streamed_root_is_the_tree_hash(self):
+        leaves = [hashlib.sha256(bytes([i])).digest() for i in range(70)]
+        for n in range(71):
+            self.assertEqual(sc.merkle_root_stream(iter(leaves[:n])), sc.merkle_root(leaves[:n]),
+                             n)
+
     def test_ledger_leaf_hash(self):
         self.assertEqual(sc.ledger_leaf_hash(b"abc"), hashlib.sha256(b"\x00abc").digest())
 
@@ -344,6 +350,44 @@ class TestLiveLedger(unittest.TestCase):
         self.assertTrue(summary["ok"])
         self.assertEqual(bytes.fromhex(summary["computed_root"]), latest.root)
         self.assertGreaterEqual(summary["entries_ok"], len(self.envelopes))
+
+    def test_entries_pipelined_are_the_exact_bytes(self):
+        size = self.lc.info()["size"]
+        one_by_one = [self.lc.entry_bytes(i) for i in range(size)]
+        for window in (1, 3, 64):
+            got = list(self.lc.entries(window=window))
+            self.assertEqual([i for i, _ in got], list(range(size)))
+            self.assertEqual([raw for _, raw in got], one_by_one)
+        self.assertEqual([raw for _, raw in self.lc.entries(1, 3)], one_by_one[1:3])
+        self.assertEqual(list(self.lc.entries(2, 2)), [])
+        # a stop past the end fails on the first missing entry, naming it
+        with self.assertRaises(sc.SedimentError) as cm:
+            list(self.lc.entries(0, size + 2))
+        self.assertEqual(cm.exception.code, "not_found")
+        self.assertIn("entry %d" % size, str(cm.exception))
+        for bad in ({"window": 0}, {"window": 1025}, {"start": 3, "stop": 2}):
+            with self.assertRaises(ValueError):
+                list(self.lc.entries(**bad))
+        # the connection still answers plain calls afterwards, a generator left early too
+        next(self.lc.entries())
+        self.assertEqual(self.lc.info()["size"], size)
+
+    def test_audit_checks_every_entry_and_the_root(self):
+        latest, _ = self.lc.verified_checkpoint(self.vkey)
+        self.assertEqual(self.lc.audit(latest, window=2), latest.size)
+        self.assertEqual(self.lc.audit(latest, allowed_keys=[self.worker_key]), latest.size)
+        with self.assertRaises(sc.VerificationError) as cm:
+            self.lc.audit(latest, allowed_keys=[bytes(32)])
+        self.assertIn("entry 0", str(cm.exception))
+        forged = latest._replace(root=hashlib.sha256(b"not the root").digest())
+        with self.assertRaises(sc.VerificationError) as cm:
+            self.lc.audit(forged)
+        self.assertIn("root", str(cm.exception))
+        # every smaller tree: the entries of its prefix hash to its root
+        leaves = [sc.ledger_leaf_hash(raw) for _, raw in self.lc.entries()]
+        for n in range(latest.size + 1):
+            self.assertEqual(self.lc.audit(latest._replace(size=n, root=sc.merkle_root(leaves[:n]))),
+                             n)
 
     def test_cli_prove_gives_the_path_python_checks(self):
         latest, _ = self.lc.verified_checkpoint(self.vkey)
