@@ -77,6 +77,25 @@ class TorchExample(unittest.TestCase):
         self.assertIn("proof verified", out)
         self.assertIn("noisy", out)
 
+    def test_features_projected_here_give_the_same_scores(self):
+        common = ["--endpoint", self.worker.endpoint, "--checkpoints", "2", "--train", "200",
+                  "--test", "30", "--epochs", "4", "--hidden", "8", "--dim", "64", "--json"]
+        runs = {}
+        for send in ("grads", "features"):
+            rc, out, err = run_example(*(common + ["--send", send]))
+            self.assertEqual(rc, 0, err)
+            runs[send] = json.loads(out)
+            self.assertEqual(runs[send]["sent"], send)
+            self.assertTrue(runs[send]["proof_verified"])
+            self.assertTrue(runs[send]["receipts_verified"])
+        self.assertIn("projecting here", err)
+        g = {r["contributor"]: r["score"] for r in runs["grads"]["contributors"]}
+        f = {r["contributor"]: r["score"] for r in runs["features"]["contributors"]}
+        self.assertEqual(set(g), set(f))
+        scale = max(abs(v) for v in g.values())
+        for name in g:
+            self.assertAlmostEqual(f[name], g[name], delta=1e-4 * scale, msg=name)
+
     def test_tampered_proof_fails(self):
         # in-process, with attribute() flipping one bit of the proof's signature on its way
         # back: the example must report it and exit 1 rather than print a trusted table

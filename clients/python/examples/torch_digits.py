@@ -14,6 +14,10 @@ python3-msgpack, python3-numpy, python3-nacl). Run a worker first (`scripts/work
 
     /usr/bin/python3 clients/python/examples/torch_digits.py
 
+With `--send features` the gradients are projected here, with sediment_torch's SPEC §2
+projection on the device torch computed them on, and k-dim features go to the worker instead
+of d-dim gradients (the receipts then digest the features; the scores are the same).
+
 Progress goes to stderr, the table (or, with --json, a JSON summary) to stdout.
 """
 
@@ -80,6 +84,9 @@ def parse_args(argv):
                         "runs against the same worker do not collide)")
     p.add_argument("--timeout", type=float, default=120.0,
                    help="seconds to wait for each reply (default 120)")
+    p.add_argument("--send", choices=("grads", "features"), default="grads",
+                   help="what goes to the worker: per-example gradients, or features projected "
+                        "here with sediment_torch (default grads)")
     p.add_argument("--json", action="store_true", help="print a JSON summary instead of the table")
     a = p.parse_args(argv)
     if a.checkpoints < 1:
@@ -205,6 +212,12 @@ def main(argv=None):
             % (info.get("version"), a.endpoint, info.get("backend"), worker_key.hex()))
         client.register(model, input_dim=d, kind="rademacher", dim=a.dim, seed=a.seed)
         log("registered %r: input_dim %d, rademacher k=%d" % (model, d, a.dim))
+        send = lambda m: m  # noqa: E731
+        if a.send == "features":
+            import sediment_torch
+            proj = sediment_torch.Projector("rademacher", d, a.dim, a.seed)
+            send = lambda m: proj(torch.from_numpy(m)).cpu().numpy()  # noqa: E731
+            log("projecting here: %d-dim gradients go out as %d-dim features" % (d, a.dim))
 
         # ---- contribute: per checkpoint, each contributor's per-example gradients --------------
         queries = {}
@@ -212,9 +225,10 @@ def main(argv=None):
             g = per_example_grads(torch, snap, xt, yt)
             for c, name in enumerate(names):
                 rows = np.flatnonzero(owner == c)
-                gi, idi = g[rows], [ids[r] for r in rows]
+                gi, idi = send(g[rows]), [ids[r] for r in rows]
+                rows_field = {"features" if a.send == "features" else "grads": gi}
                 reply = client.contribute(model, ck, lr=lr, contributor=name,
-                                          shard=name + "/digits", example_ids=idi, grads=gi)
+                                          shard=name + "/digits", example_ids=idi, **rows_field)
                 try:
                     sc.verify_receipt(reply["receipt"], idi, gi, allowed_keys=[worker_key],
                                       model=model, checkpoint=ck, contributor=name)
@@ -224,14 +238,15 @@ def main(argv=None):
             # parameters. Training on z takes a step along -lr*g_z, which changes the test
             # loss by about -lr*<g_test, g_z>; so a positive dot product means z lowers the
             # test loss, which is SPEC §3's sign: positive = helps.
-            queries[ck] = per_example_grads(torch, snap, xq, yq)
+            queries[ck] = send(per_example_grads(torch, snap, xq, yq))
             log("%s: contributed %d examples in %d batches, store size %d"
                 % (ck, len(ids), len(names), reply["store_size"]))
 
         # ---- attribute the test set and verify the proof --------------------------------------
         t1 = time.time()
-        reply = client.attribute(model, queries=queries, method="dot", aggregate="sum", topk=3,
-                                 query_ids=[int(i) for i in te])
+        given = {"query_features" if a.send == "features" else "queries": queries}
+        reply = client.attribute(model, method="dot", aggregate="sum", topk=3,
+                                 query_ids=[int(i) for i in te], **given)
         log("attributed %d test examples over %d checkpoints in %.1fs"
             % (len(te), len(queries), time.time() - t1))
 
@@ -261,7 +276,8 @@ def main(argv=None):
     if a.json:
         print(json.dumps({
             "model": model, "parameters": d, "checkpoints": [s[0] for s in snapshots],
-            "train": len(tr), "test": len(te), "noisy": NOISY, "proof_verified": proof_ok,
+            "train": len(tr), "test": len(te), "noisy": NOISY, "sent": a.send,
+            "proof_verified": proof_ok,
             "receipts_verified": not any(f.startswith("receipt") for f in failures),
             "worker_key": worker_key.hex(), "seconds": round(time.time() - t0, 2),
             "contributors": [{"contributor": n, "examples": count[n], "score": score[n],
