@@ -52,15 +52,21 @@ typedef struct globals {
 static const char *s_cmd = NULL;        /* the command running, for messages */
 static const char *s_server = "worker"; /* what it talks to, for messages */
 
+/* Prints "sediment CMD: message" on stderr, without a newline. */
+static void say(const char *fmt, va_list ap)
+{
+    fprintf(stderr, "sediment%s%s: ", s_cmd ? " " : "", s_cmd ? s_cmd : "");
+    vfprintf(stderr, fmt, ap);
+}
+
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Prints "sediment CMD: message" and a hint; returns EXIT_USAGE. */
 static int usage_error(const char *fmt, ...)
 {
-    fprintf(stderr, "sediment%s%s: ", s_cmd ? " " : "", s_cmd ? s_cmd : "");
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    say(fmt, ap);
     va_end(ap);
     fprintf(stderr, "\nTry 'sediment%s%s --help'.\n", s_cmd ? " " : "", s_cmd ? s_cmd : "");
     return EXIT_USAGE;
@@ -71,10 +77,9 @@ static int local_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 /* A local failure that is not about the command line (a file, memory). */
 static int local_error(const char *fmt, ...)
 {
-    fprintf(stderr, "sediment%s%s: ", s_cmd ? " " : "", s_cmd ? s_cmd : "");
     va_list ap;
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    say(fmt, ap);
     va_end(ap);
     fputc('\n', stderr);
     return EXIT_USAGE;
@@ -285,30 +290,106 @@ static int global_opt(globals *g, int argc, char **argv, int *i)
     return 0;
 }
 
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
 /* A command's option that takes one value: --name VALUE or --name=VALUE. */
 typedef struct value_opt {
     const char *name;
     const char **dst;
 } value_opt;
 
-/* Takes argv[*i] as a global option or one of the command's n_opts value options. 0: taken;
- * otherwise the exit status of a usage error (printed), an unknown argument included. */
-static int command_opt(globals *g, int argc, char **argv, int *i, const value_opt *opts,
-                       size_t n_opts)
+/* A command's switch: --name alone sets *dst to 1. */
+typedef struct flag_opt {
+    const char *name;
+    int *dst;
+} flag_opt;
+
+/* Which key a ledger command trusts to have signed checkpoints. */
+typedef struct trust_opts {
+    const char *vkey;
+    const char *vkey_file;
+    int tofu;
+    char *resolved; /* the verifier key in use (malloc'd) */
+} trust_opts;
+
+/* What a command takes besides the global options. */
+typedef struct command_spec {
+    const char *help; /* printed for --help */
+    const value_opt *opts;
+    size_t n_opts;
+    const flag_opt *flags;
+    size_t n_flags;
+    trust_opts *trust; /* when set, takes --vkey, --vkey-file and --tofu into it */
+    const char **file; /* when set, takes one FILE argument into it */
+} command_spec;
+
+/* Takes argv[*i] if it is one of the n value options. 1: it was one (*rc: 0, or the exit
+ * status of a missing value, reported); 0: it was none of them. */
+static int take_value(int argc, char **argv, int *i, const value_opt *opts, size_t n, int *rc)
 {
-    int r = global_opt(g, argc, argv, i);
-    if (r > 100)
-        return r - 100;
-    if (r)
-        return 0;
-    for (size_t k = 0; k < n_opts; k++) {
-        r = opt_value(argc, argv, i, opts[k].name, opts[k].dst);
+    for (size_t k = 0; k < n; k++) {
+        int r = opt_value(argc, argv, i, opts[k].name, opts[k].dst);
         if (r < 0)
-            return usage_error("%s needs a value", opts[k].name);
+            *rc = usage_error("%s needs a value", opts[k].name);
         if (r)
-            return 0;
+            return 1;
     }
-    return usage_error("unexpected argument '%s'", argv[*i]);
+    return 0;
+}
+
+/* Takes argv[*i] as a global option or one of the command's options and switches. 0: taken;
+ * otherwise the exit status of a usage error (printed), an unknown argument included. */
+static int command_opt(globals *g, int argc, char **argv, int *i, const command_spec *s)
+{
+    const char *a = argv[*i];
+    if (s->trust && strcmp(a, "--tofu") == 0) {
+        s->trust->tofu = 1;
+        return 0;
+    }
+    for (size_t k = 0; k < s->n_flags; k++)
+        if (strcmp(a, s->flags[k].name) == 0) {
+            *s->flags[k].dst = 1;
+            return 0;
+        }
+    int rc = global_opt(g, argc, argv, i);
+    if (rc > 100)
+        return rc - 100;
+    if (rc)
+        return 0;
+    if (take_value(argc, argv, i, s->opts, s->n_opts, &rc))
+        return rc;
+    if (s->trust) {
+        const value_opt trust[] = {{"--vkey", &s->trust->vkey},
+                                   {"--vkey-file", &s->trust->vkey_file}};
+        if (take_value(argc, argv, i, trust, COUNT(trust), &rc))
+            return rc;
+    }
+    return usage_error("unexpected argument '%s'", a);
+}
+
+/* Parses a command's arguments. Returns 1 when the command is done, with *rc its exit
+ * status: 0 after --help, or that of a usage error (printed); 0 when it goes on. */
+static int parse_command(globals *g, int argc, char **argv, const command_spec *s, int *rc)
+{
+    *rc = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (is_help(a)) {
+            fputs(s->help, stdout);
+            return 1;
+        }
+        if (s->file && (a[0] != '-' || !a[1])) {
+            if (*s->file) {
+                *rc = usage_error("one file at a time ('%s' and '%s')", *s->file, a);
+                return 1;
+            }
+            *s->file = a;
+            continue;
+        }
+        if ((*rc = command_opt(g, argc, argv, &i, s)) != 0)
+            return 1;
+    }
+    return 0;
 }
 
 /* ---- output helpers ------------------------------------------------------------------ */
@@ -362,6 +443,15 @@ static int print_reply_json(const sdm_reply_t *r)
     return 0;
 }
 
+/* Ends a command's connection after its call: reports the call's failure, destroys the
+ * client either way. Returns 0, or the exit status of the failure. */
+static int end_call(const globals *g, sdm_client_t **c, sdm_client_status st)
+{
+    int rc = st == SDM_CLIENT_OK ? 0 : call_failed(g, *c, st);
+    sdm_client_destroy(c);
+    return rc;
+}
+
 static void format_time(uint64_t ns, char *out, size_t len)
 {
     time_t secs = (time_t)(ns / 1000000000u);
@@ -392,7 +482,8 @@ static int write_file(const char *path, const uint8_t *b, size_t n, char *err, s
     return 0;
 }
 
-/* Reads a whole file (at most max bytes). *out is malloc'd. */
+/* Reads a whole file (at most max bytes). *out is malloc'd, with a NUL after the *len
+ * bytes so that a text file is a string. */
 static int read_file(const char *path, size_t max, uint8_t **out, size_t *len, char *err,
                      size_t err_len)
 {
@@ -415,7 +506,7 @@ static int read_file(const char *path, size_t max, uint8_t **out, size_t *len, c
         return -1;
     }
     size_t n = (size_t)st.st_size, got;
-    uint8_t *b = malloc(n ? n : 1);
+    uint8_t *b = malloc(n + 1);
     if (!b) {
         snprintf(err, err_len, "%s: out of memory", path);
         close(fd);
@@ -430,6 +521,7 @@ static int read_file(const char *path, size_t max, uint8_t **out, size_t *len, c
         free(b);
         return -1;
     }
+    b[n] = 0;
     *out = b;
     *len = n;
     return 0;
@@ -645,26 +737,16 @@ static int check_dtype_flag(const char *v)
 static sdm_reply_t *plain_call(globals *g, int argc, char **argv, const char *help,
                                sdm_client_status (*call)(sdm_client_t *, sdm_reply_t **), int *rc)
 {
-    *rc = 0;
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(help, stdout);
-            return NULL;
-        }
-        if ((*rc = command_opt(g, argc, argv, &i, NULL, 0)) != 0)
-            return NULL;
-    }
+    const command_spec spec = {.help = help};
+    if (parse_command(g, argc, argv, &spec, rc))
+        return NULL;
     sdm_client_t *c = make_client(g, rc);
     if (!c)
         return NULL;
     sdm_reply_t *r = NULL;
     sdm_client_status st = call(c, &r);
-    if (st != SDM_CLIENT_OK) {
-        *rc = call_failed(g, c, st);
-        sdm_client_destroy(&c);
+    if ((*rc = end_call(g, &c, st)) != 0)
         return NULL;
-    }
-    sdm_client_destroy(&c);
     if (g->json) {
         *rc = print_reply_json(r);
         sdm_reply_destroy(&r);
@@ -708,15 +790,10 @@ static int cmd_register(globals *g, int argc, char **argv)
     const char *model = NULL, *input_dim = NULL, *kind = NULL, *dim = NULL, *seed = NULL, *s = NULL;
     const value_opt opts[] = {{"--model", &model}, {"--input-dim", &input_dim}, {"--kind", &kind},
                               {"--dim", &dim},     {"--seed", &seed},           {"--s", &s}};
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(s_help_register, stdout);
-            return 0;
-        }
-        int r = command_opt(g, argc, argv, &i, opts, sizeof(opts) / sizeof(opts[0]));
-        if (r)
-            return r;
-    }
+    const command_spec spec = {.help = s_help_register, .opts = opts, .n_opts = COUNT(opts)};
+    int rc;
+    if (parse_command(g, argc, argv, &spec, &rc))
+        return rc;
     if (!model || !input_dim || !kind || !seed)
         return usage_error("--%s is required", !model       ? "model"
                                                : !input_dim ? "input-dim"
@@ -749,17 +826,13 @@ static int cmd_register(globals *g, int argc, char **argv)
             return usage_error("--s: '%s' is not a positive integer", s);
         p.s = (uint32_t)v;
     }
-    int rc = 0;
     sdm_client_t *c = make_client(g, &rc);
     if (!c)
         return rc;
     sdm_reply_t *r;
     sdm_client_status st = sdm_client_register(c, model, &p, &r);
-    if (st != SDM_CLIENT_OK) {
-        rc = call_failed(g, c, st);
-        sdm_client_destroy(&c);
+    if ((rc = end_call(g, &c, st)) != 0)
         return rc;
-    }
     if (g->json) {
         rc = print_reply_json(r);
     } else {
@@ -770,7 +843,6 @@ static int cmd_register(globals *g, int argc, char **argv)
                model);
     }
     sdm_reply_destroy(&r);
-    sdm_client_destroy(&c);
     return rc;
 }
 
@@ -793,19 +865,15 @@ static int cmd_contribute(globals *g, int argc, char **argv)
                               {"--weights", &weights_path},
                               {"--dtype", &dtype},
                               {"--receipt-out", &receipt_out}};
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(s_help_contribute, stdout);
-            return 0;
-        }
-        if (strcmp(argv[i], "--curvature") == 0) {
-            curvature = 1;
-            continue;
-        }
-        int r = command_opt(g, argc, argv, &i, opts, sizeof(opts) / sizeof(opts[0]));
-        if (r)
-            return r;
-    }
+    const flag_opt flags[] = {{"--curvature", &curvature}};
+    const command_spec spec = {.help = s_help_contribute,
+                               .opts = opts,
+                               .n_opts = COUNT(opts),
+                               .flags = flags,
+                               .n_flags = COUNT(flags)};
+    int rc;
+    if (parse_command(g, argc, argv, &spec, &rc))
+        return rc;
     if (!model || !ckpt || !lr_s)
         return usage_error("--%s is required", !model ? "model" : !ckpt ? "checkpoint" : "lr");
     if (!!grads == !!features)
@@ -835,7 +903,6 @@ static int cmd_contribute(globals *g, int argc, char **argv)
     if (load_matrix(grads ? grads : features, dtype, grads ? "--grads" : "--features", &rows, err,
                     sizeof(err)) != 0)
         return local_error("%s", err);
-    int rc = 0;
     const char *rows_path = grads ? grads : features;
     if (!curvature && load_vector(ids_path, SDM_NPY_U8, rows.m.rows, "example ids", rows_path, &ids,
                                   err, sizeof(err)) != 0) {
@@ -864,11 +931,8 @@ static int cmd_contribute(globals *g, int argc, char **argv)
         goto done;
     sdm_reply_t *r;
     sdm_client_status st = sdm_client_contribute(c, model, &b, &r);
-    if (st != SDM_CLIENT_OK) {
-        rc = call_failed(g, c, st);
-        sdm_client_destroy(&c);
+    if ((rc = end_call(g, &c, st)) != 0)
         goto done;
-    }
     size_t env_len = 0;
     const uint8_t *env = sdm_reply_envelope(r, &env_len);
     if (receipt_out && write_file(receipt_out, env, env_len, err, sizeof(err)) != 0) {
@@ -896,7 +960,6 @@ static int cmd_contribute(globals *g, int argc, char **argv)
             printf("receipt     %s (%zu bytes)\n", receipt_out, env_len);
     }
     sdm_reply_destroy(&r);
-    sdm_client_destroy(&c);
 done:
     loaded_free(&rows);
     sdm_npy_free(&ids);
@@ -984,6 +1047,7 @@ static int cmd_attribute(globals *g, int argc, char **argv)
         {"--model", &model},         {"--method", &method_s}, {"--aggregate", &agg_s},
         {"--topk", &topk_s},         {"--lambda", &lambda_s}, {"--request-id", &request_id},
         {"--proof-out", &proof_out}, {"--dtype", &dtype},     {"--query-ids", &qids_path}};
+    const command_spec spec = {.help = s_help_attribute, .opts = opts, .n_opts = COUNT(opts)};
     query_arg *qa = calloc((size_t)argc + 1, sizeof(query_arg));
     if (!qa)
         return local_error("out of memory");
@@ -1043,7 +1107,7 @@ static int cmd_attribute(globals *g, int argc, char **argv)
             continue;
         }
         collecting = 0;
-        if ((rc = command_opt(g, argc, argv, &i, opts, sizeof(opts) / sizeof(opts[0]))) != 0)
+        if ((rc = command_opt(g, argc, argv, &i, &spec)) != 0)
             goto done;
     }
     if (!model) {
@@ -1135,11 +1199,8 @@ static int cmd_attribute(globals *g, int argc, char **argv)
         goto done_q;
     sdm_reply_t *r;
     sdm_client_status st = sdm_client_attribute(c, &req, &r);
-    if (st != SDM_CLIENT_OK) {
-        rc = call_failed(g, c, st);
-        sdm_client_destroy(&c);
+    if ((rc = end_call(g, &c, st)) != 0)
         goto done_q;
-    }
     size_t env_len = 0;
     const uint8_t *env = sdm_reply_envelope(r, &env_len);
     if (proof_out && write_file(proof_out, env, env_len, err, sizeof(err)) != 0) {
@@ -1168,7 +1229,6 @@ static int cmd_attribute(globals *g, int argc, char **argv)
     }
     sdm_reply_destroy(&body);
     sdm_reply_destroy(&r);
-    sdm_client_destroy(&c);
 done_q:
     sdm_npy_free(&qids);
     free(queries);
@@ -1674,6 +1734,18 @@ static sdm_client_t *make_ledger_client(const globals *g, const char *ledger, in
     return make_client(&lg, rc);
 }
 
+/* The ledger's info (origin, key, size, workers), or NULL with *rc (reported). */
+static sdm_reply_t *ledger_info(const globals *g, const char *ledger, int *rc)
+{
+    sdm_client_t *c = make_ledger_client(g, ledger, rc);
+    if (!c)
+        return NULL;
+    sdm_reply_t *r; /* NULL when the call fails */
+    sdm_client_status st = sdm_client_ledger_info(c, &r);
+    *rc = end_call(g, &c, st);
+    return r;
+}
+
 /* A verification that did not hold (exit 1), or a malformed file (exit 2): the reason on
  * stderr and, with --json, as {"ok": false, "problem": ...} on stdout. Returns rc. */
 static int check_failed(const globals *g, int rc, const char *fmt, ...)
@@ -1694,14 +1766,6 @@ static int check_failed(const globals *g, int rc, const char *fmt, ...)
     fprintf(stderr, "sediment %s: %s\n", s_cmd, msg);
     return rc;
 }
-
-/* Which key a command trusts to have signed checkpoints. */
-typedef struct trust_opts {
-    const char *vkey;
-    const char *vkey_file;
-    int tofu;
-    char *resolved; /* the verifier key in use (malloc'd) */
-} trust_opts;
 
 /* Strips surrounding whitespace in place; returns the start. */
 static char *trim(char *s)
@@ -1731,22 +1795,14 @@ static int trust_prepare(trust_opts *t)
         size_t len;
         if (read_file(t->vkey_file, 4096, &b, &len, err, sizeof(err)) != 0)
             return local_error("--vkey-file %s", err);
-        char *text = malloc(len + 1);
-        if (!text) {
-            free(b);
-            return local_error("out of memory");
-        }
-        memcpy(text, b, len);
-        text[len] = 0;
         int has_nul = memchr(b, 0, len) != NULL;
-        free(b);
-        char *k = trim(text);
+        char *k = trim((char *)b);
         if (has_nul || strchr(k, '\n') || !*k) {
-            free(text);
+            free(b);
             return local_error("--vkey-file %s: expected one line, the verifier key", t->vkey_file);
         }
         t->resolved = strdup(k);
-        free(text);
+        free(b);
         if (!t->resolved)
             return local_error("out of memory");
     } else if (t->vkey) {
@@ -1820,14 +1876,7 @@ static int load_checkpoint(const globals *g, const char *path, const char *vkey,
     char err[512];
     if (read_file(path, 1 << 16, &b, &len, err, sizeof(err)) != 0)
         return local_error("%s", err);
-    char *text = malloc(len + 1);
-    if (!text) {
-        free(b);
-        return local_error("out of memory");
-    }
-    memcpy(text, b, len);
-    text[len] = 0;
-    free(b);
+    char *text = (char *)b;
     int rc = open_checkpoint(g, text, len, vkey, path, 1, cp);
     if (rc == 0 && note)
         *note = text;
@@ -1850,6 +1899,26 @@ static int fetch_checkpoint(const globals *g, sdm_client_t *c, const char *vkey,
         rc = local_error("out of memory");
     sdm_reply_destroy(&r);
     return rc;
+}
+
+/* Verifies the saved checkpoint in file, or the ledger's latest when file is NULL. */
+static int checkpoint_from(const globals *g, sdm_client_t *c, const char *file, const char *vkey,
+                           sdm_ledger_checkpoint *cp, char **note)
+{
+    return file ? load_checkpoint(g, file, vkey, cp, note) : fetch_checkpoint(g, c, vkey, cp, note);
+}
+
+/* How every command that checks the log starts, after trust_prepare: connects to the
+ * ledger, settles the trusted key (--tofu asks the ledger) and verifies a checkpoint as
+ * checkpoint_from does. 0 or an exit status (reported); *c is the caller's to destroy
+ * either way. */
+static int open_ledger(const globals *g, const char *ledger, trust_opts *t, const char *cp_file,
+                       sdm_client_t **c, sdm_ledger_checkpoint *cp, char **note)
+{
+    int rc = 0;
+    if (!(*c = make_ledger_client(g, ledger, &rc)) || (rc = trust_resolve(g, *c, t)) != 0)
+        return rc;
+    return checkpoint_from(g, *c, cp_file, t->resolved, cp, note);
 }
 
 static void print_json_hex(FILE *f, const uint8_t *b, size_t n)
@@ -1898,27 +1967,13 @@ static int cmd_ledger_info(globals *g, int argc, char **argv)
 {
     const char *ledger = NULL;
     const value_opt opts[] = {{"--ledger", &ledger}};
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(s_help_ledger_info, stdout);
-            return 0;
-        }
-        int r = command_opt(g, argc, argv, &i, opts, 1);
-        if (r)
-            return r;
-    }
-    int rc = 0;
-    sdm_client_t *c = make_ledger_client(g, ledger, &rc);
-    if (!c)
+    const command_spec spec = {.help = s_help_ledger_info, .opts = opts, .n_opts = COUNT(opts)};
+    int rc;
+    if (parse_command(g, argc, argv, &spec, &rc))
         return rc;
-    sdm_reply_t *r;
-    sdm_client_status st = sdm_client_ledger_info(c, &r);
-    if (st != SDM_CLIENT_OK) {
-        rc = call_failed(g, c, st);
-        sdm_client_destroy(&c);
+    sdm_reply_t *r = ledger_info(g, ledger, &rc);
+    if (!r)
         return rc;
-    }
-    sdm_client_destroy(&c);
     const char *origin = sdm_reply_str(r, "origin");
     const uint8_t *key = sdm_reply_bin(r, "ledger_key", NULL);
     char *vkey = sdm_client_verifier_key(origin, key);
@@ -1994,15 +2049,10 @@ static int cmd_ledger_key(globals *g, int argc, char **argv)
 {
     const char *ledger = NULL, *data = NULL, *origin_opt = NULL;
     const value_opt opts[] = {{"--ledger", &ledger}, {"--data", &data}, {"--origin", &origin_opt}};
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(s_help_ledger_key, stdout);
-            return 0;
-        }
-        int r = command_opt(g, argc, argv, &i, opts, 3);
-        if (r)
-            return r;
-    }
+    const command_spec spec = {.help = s_help_ledger_key, .opts = opts, .n_opts = COUNT(opts)};
+    int rc;
+    if (parse_command(g, argc, argv, &spec, &rc))
+        return rc;
     if (ledger && data)
         return usage_error("give --ledger or --data, not both");
     if (origin_opt && !data)
@@ -2010,7 +2060,6 @@ static int cmd_ledger_key(globals *g, int argc, char **argv)
     uint8_t key[32];
     char *origin = NULL;
     char err[4200];
-    int rc = 0;
     if (data) {
         char path[4096];
         snprintf(path, sizeof(path), "%s/ledger.pub", data);
@@ -2031,17 +2080,9 @@ static int cmd_ledger_key(globals *g, int argc, char **argv)
         if (!origin)
             return local_error("%s", origin_opt ? "out of memory" : err);
     } else {
-        sdm_client_t *c = make_ledger_client(g, ledger, &rc);
-        if (!c)
+        sdm_reply_t *r = ledger_info(g, ledger, &rc);
+        if (!r)
             return rc;
-        sdm_reply_t *r;
-        sdm_client_status st = sdm_client_ledger_info(c, &r);
-        if (st != SDM_CLIENT_OK) {
-            rc = call_failed(g, c, st);
-            sdm_client_destroy(&c);
-            return rc;
-        }
-        sdm_client_destroy(&c);
         memcpy(key, sdm_reply_bin(r, "ledger_key", NULL), 32);
         origin = strdup(sdm_reply_str(r, "origin"));
         sdm_reply_destroy(&r);
@@ -2075,40 +2116,20 @@ static int cmd_ledger_key(globals *g, int argc, char **argv)
 
 /* ---- checkpoint ---------------------------------------------------------------------- */
 
-/* Takes --tofu, or one of the command's value options (which include the trust ones). */
-static int ledger_opt(globals *g, int argc, char **argv, int *i, trust_opts *t,
-                      const value_opt *opts, size_t n_opts)
-{
-    if (t && strcmp(argv[*i], "--tofu") == 0) {
-        t->tofu = 1;
-        return 0;
-    }
-    return command_opt(g, argc, argv, i, opts, n_opts);
-}
-
 static int cmd_checkpoint(globals *g, int argc, char **argv)
 {
     const char *ledger = NULL, *out = NULL;
     trust_opts t = {0};
-    const value_opt opts[] = {
-        {"--ledger", &ledger}, {"--out", &out}, {"--vkey", &t.vkey}, {"--vkey-file", &t.vkey_file}};
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(s_help_checkpoint, stdout);
-            return 0;
-        }
-        int r = ledger_opt(g, argc, argv, &i, &t, opts, sizeof(opts) / sizeof(opts[0]));
-        if (r)
-            return r;
-    }
-    int rc = trust_prepare(&t);
-    if (rc)
+    const value_opt opts[] = {{"--ledger", &ledger}, {"--out", &out}};
+    const command_spec spec = {
+        .help = s_help_checkpoint, .opts = opts, .n_opts = COUNT(opts), .trust = &t};
+    int rc;
+    if (parse_command(g, argc, argv, &spec, &rc) || (rc = trust_prepare(&t)) != 0)
         return rc;
-    sdm_client_t *c = make_ledger_client(g, ledger, &rc);
+    sdm_client_t *c = NULL;
     char *note = NULL;
     sdm_ledger_checkpoint cp;
-    if (!c || (rc = trust_resolve(g, c, &t)) != 0 ||
-        (rc = fetch_checkpoint(g, c, t.resolved, &cp, &note)) != 0)
+    if ((rc = open_ledger(g, ledger, &t, NULL, &c, &cp, &note)) != 0)
         goto done;
     char err[512];
     if (out && write_file(out, (const uint8_t *)note, strlen(note), err, sizeof(err)) != 0) {
@@ -2149,25 +2170,21 @@ static int cmd_prove(globals *g, int argc, char **argv)
     const char *ledger = NULL, *index_s = NULL, *cp_file = NULL, *entry_file = NULL,
                *entry_out = NULL;
     trust_opts t = {0};
-    const value_opt opts[] = {{"--ledger", &ledger},        {"--index", &index_s},
-                              {"--checkpoint", &cp_file},   {"--entry", &entry_file},
-                              {"--entry-out", &entry_out},  {"--vkey", &t.vkey},
-                              {"--vkey-file", &t.vkey_file}};
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(s_help_prove, stdout);
-            return 0;
-        }
-        int r = ledger_opt(g, argc, argv, &i, &t, opts, sizeof(opts) / sizeof(opts[0]));
-        if (r)
-            return r;
-    }
+    const value_opt opts[] = {{"--ledger", &ledger},
+                              {"--index", &index_s},
+                              {"--checkpoint", &cp_file},
+                              {"--entry", &entry_file},
+                              {"--entry-out", &entry_out}};
+    const command_spec spec = {
+        .help = s_help_prove, .opts = opts, .n_opts = COUNT(opts), .trust = &t};
+    int rc;
+    if (parse_command(g, argc, argv, &spec, &rc))
+        return rc;
     if (!index_s)
         return usage_error("--index is required (the ledger has no lookup by hash: the index is "
                            "in the append reply, `history`, or the worker's forwarding log)");
     uint64_t index = 0;
-    int rc = parse_index("--index", index_s, &index);
-    if (rc || (rc = trust_prepare(&t)) != 0)
+    if ((rc = parse_index("--index", index_s, &index)) != 0 || (rc = trust_prepare(&t)) != 0)
         return rc;
     char err[512];
     uint8_t *held = NULL;
@@ -2177,14 +2194,10 @@ static int cmd_prove(globals *g, int argc, char **argv)
         free(t.resolved);
         return local_error("--entry %s", err);
     }
-    sdm_client_t *c = make_ledger_client(g, ledger, &rc);
+    sdm_client_t *c = NULL;
     sdm_reply_t *er = NULL, *ir = NULL, *body = NULL;
     sdm_ledger_checkpoint cp;
-    if (!c || (rc = trust_resolve(g, c, &t)) != 0)
-        goto done;
-    rc = cp_file ? load_checkpoint(g, cp_file, t.resolved, &cp, NULL)
-                 : fetch_checkpoint(g, c, t.resolved, &cp, NULL);
-    if (rc)
+    if ((rc = open_ledger(g, ledger, &t, cp_file, &c, &cp, NULL)) != 0)
         goto done;
     if (index >= cp.size) {
         if (cp.size == 0)
@@ -2301,34 +2314,25 @@ static int cmd_consistency(globals *g, int argc, char **argv)
 {
     const char *ledger = NULL, *old_file = NULL, *new_file = NULL, *out = NULL;
     trust_opts t = {0};
-    const value_opt opts[] = {{"--ledger", &ledger}, {"--old", &old_file},
-                              {"--new", &new_file},  {"--out", &out},
-                              {"--vkey", &t.vkey},   {"--vkey-file", &t.vkey_file}};
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(s_help_consistency, stdout);
-            return 0;
-        }
-        int r = ledger_opt(g, argc, argv, &i, &t, opts, sizeof(opts) / sizeof(opts[0]));
-        if (r)
-            return r;
-    }
+    const value_opt opts[] = {
+        {"--ledger", &ledger}, {"--old", &old_file}, {"--new", &new_file}, {"--out", &out}};
+    const command_spec spec = {
+        .help = s_help_consistency, .opts = opts, .n_opts = COUNT(opts), .trust = &t};
+    int rc;
+    if (parse_command(g, argc, argv, &spec, &rc))
+        return rc;
     if (!old_file)
         return usage_error("--old FILE is required (a checkpoint saved with `sediment "
                            "checkpoint --out`)");
-    int rc = trust_prepare(&t);
-    if (rc)
+    if ((rc = trust_prepare(&t)) != 0)
         return rc;
-    sdm_client_t *c = make_ledger_client(g, ledger, &rc);
+    sdm_client_t *c = NULL;
     sdm_reply_t *r = NULL;
     char *new_note = NULL;
     sdm_ledger_checkpoint oldc, newc;
-    if (!c || (rc = trust_resolve(g, c, &t)) != 0 ||
-        (rc = load_checkpoint(g, old_file, t.resolved, &oldc, NULL)) != 0)
-        goto done;
-    rc = new_file ? load_checkpoint(g, new_file, t.resolved, &newc, &new_note)
-                  : fetch_checkpoint(g, c, t.resolved, &newc, &new_note);
-    if (rc)
+    /* the old checkpoint is the file, the new one the file or the ledger's latest */
+    if ((rc = open_ledger(g, ledger, &t, old_file, &c, &oldc, NULL)) != 0 ||
+        (rc = checkpoint_from(g, c, new_file, t.resolved, &newc, &new_note)) != 0)
         goto done;
     uint8_t path[64][32];
     size_t n_path = 0;
@@ -2655,23 +2659,19 @@ static int cmd_audit(globals *g, int argc, char **argv)
                *every_s = NULL, *jobs_s = NULL;
     int progress = 0;
     trust_opts t = {0};
-    const value_opt opts[] = {
-        {"--ledger", &ledger},   {"--checkpoint", &cp_file},     {"--workers", &workers_file},
-        {"--window", &window_s}, {"--progress-every", &every_s}, {"--jobs", &jobs_s},
-        {"--vkey", &t.vkey},     {"--vkey-file", &t.vkey_file}};
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(s_help_audit, stdout);
-            return 0;
-        }
-        if (strcmp(argv[i], "--progress") == 0) {
-            progress = 1;
-            continue;
-        }
-        int r = ledger_opt(g, argc, argv, &i, &t, opts, sizeof(opts) / sizeof(opts[0]));
-        if (r)
-            return r;
-    }
+    const value_opt opts[] = {{"--ledger", &ledger},          {"--checkpoint", &cp_file},
+                              {"--workers", &workers_file},   {"--window", &window_s},
+                              {"--progress-every", &every_s}, {"--jobs", &jobs_s}};
+    const flag_opt flags[] = {{"--progress", &progress}};
+    const command_spec spec = {.help = s_help_audit,
+                               .opts = opts,
+                               .n_opts = COUNT(opts),
+                               .flags = flags,
+                               .n_flags = COUNT(flags),
+                               .trust = &t};
+    int rc;
+    if (parse_command(g, argc, argv, &spec, &rc))
+        return rc;
     uint64_t window = 64, every = 10000;
     if (window_s && (parse_u64(window_s, &window) != 0 || window == 0 || window > 1024))
         return usage_error("--window: '%s' is not a number from 1 to 1024", window_s);
@@ -2683,8 +2683,7 @@ static int cmd_audit(globals *g, int argc, char **argv)
     uint64_t jobs = cpus < 1 ? 1 : cpus > MAX_JOBS ? MAX_JOBS : (uint64_t)cpus;
     if (jobs_s && (parse_u64(jobs_s, &jobs) != 0 || jobs == 0 || jobs > MAX_JOBS))
         return usage_error("--jobs: '%s' is not a number from 1 to %d", jobs_s, MAX_JOBS);
-    int rc = trust_prepare(&t);
-    if (rc)
+    if ((rc = trust_prepare(&t)) != 0)
         return rc;
     char err[600];
     uint8_t(*workers)[32] = NULL;
@@ -2702,12 +2701,7 @@ static int cmd_audit(globals *g, int argc, char **argv)
         rc = local_error("out of memory");
         goto done;
     }
-    c = make_ledger_client(g, ledger, &rc);
-    if (!c || (rc = trust_resolve(g, c, &t)) != 0)
-        goto done;
-    rc = cp_file ? load_checkpoint(g, cp_file, t.resolved, &cp, NULL)
-                 : fetch_checkpoint(g, c, t.resolved, &cp, NULL);
-    if (rc)
+    if ((rc = open_ledger(g, ledger, &t, cp_file, &c, &cp, NULL)) != 0)
         goto done;
     a->workers = (const uint8_t(*)[32])workers;
     a->n_workers = n_workers;
@@ -2793,21 +2787,11 @@ static int cmd_append(globals *g, int argc, char **argv)
 {
     const char *ledger = NULL, *path = NULL;
     const value_opt opts[] = {{"--ledger", &ledger}};
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(s_help_append, stdout);
-            return 0;
-        }
-        if (argv[i][0] != '-' || !argv[i][1]) {
-            if (path)
-                return usage_error("one file at a time ('%s' and '%s')", path, argv[i]);
-            path = argv[i];
-            continue;
-        }
-        int r = command_opt(g, argc, argv, &i, opts, 1);
-        if (r)
-            return r;
-    }
+    const command_spec spec = {
+        .help = s_help_append, .opts = opts, .n_opts = COUNT(opts), .file = &path};
+    int rc;
+    if (parse_command(g, argc, argv, &spec, &rc))
+        return rc;
     if (!path)
         return usage_error("give the receipt or proof file to append");
     char err[512];
@@ -2815,7 +2799,6 @@ static int cmd_append(globals *g, int argc, char **argv)
     size_t env_len;
     if (read_file(path, (size_t)1 << 30, &env, &env_len, err, sizeof(err)) != 0)
         return local_error("%s", err);
-    int rc = 0;
     sdm_client_t *c = make_ledger_client(g, ledger, &rc);
     if (!c) {
         free(env);
@@ -2825,10 +2808,14 @@ static int cmd_append(globals *g, int argc, char **argv)
     sdm_client_status st = sdm_client_ledger_append(c, env, env_len, &r);
     free(env);
     if (st == SDM_CLIENT_BAD_ARGUMENT) {
+        /* the file's fault, found before anything was sent */
         rc = local_error("%s: %s", path, sdm_client_last_error(c));
-    } else if (st != SDM_CLIENT_OK) {
-        rc = call_failed(g, c, st);
-    } else if (g->json) {
+        sdm_client_destroy(&c);
+        return rc;
+    }
+    if ((rc = end_call(g, &c, st)) != 0)
+        return rc;
+    if (g->json) {
         rc = print_reply_json(r);
     } else {
         uint64_t index = 0, size = 0;
@@ -2842,7 +2829,6 @@ static int cmd_append(globals *g, int argc, char **argv)
         printf("\nsize        %" PRIu64 "\n", size);
     }
     sdm_reply_destroy(&r);
-    sdm_client_destroy(&c);
     return rc;
 }
 
@@ -2915,20 +2901,14 @@ static int cmd_history(globals *g, int argc, char **argv)
                               {"--since", &since},
                               {"--until", &until},
                               {"--limit", &limit_s}};
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(s_help_history, stdout);
-            return 0;
-        }
-        int r = command_opt(g, argc, argv, &i, opts, sizeof(opts) / sizeof(opts[0]));
-        if (r)
-            return r;
-    }
+    const command_spec spec = {.help = s_help_history, .opts = opts, .n_opts = COUNT(opts)};
+    int rc;
+    if (parse_command(g, argc, argv, &spec, &rc))
+        return rc;
     if (!contributor)
         return usage_error("--contributor is required");
     sdm_client_window w;
-    int rc = parse_window(since, until, &w);
-    if (rc)
+    if ((rc = parse_window(since, until, &w)) != 0)
         return rc;
     uint64_t limit = 0;
     if (limit_s && (parse_u64(limit_s, &limit) != 0 || limit == 0 || limit > 100000))
@@ -2938,11 +2918,8 @@ static int cmd_history(globals *g, int argc, char **argv)
         return rc;
     sdm_reply_t *r;
     sdm_client_status st = sdm_client_ledger_history(c, contributor, &w, limit, &r);
-    if (st != SDM_CLIENT_OK) {
-        rc = call_failed(g, c, st);
-        sdm_client_destroy(&c);
+    if ((rc = end_call(g, &c, st)) != 0)
         return rc;
-    }
     if (g->json) {
         rc = print_reply_json(r);
     } else {
@@ -2980,7 +2957,6 @@ static int cmd_history(globals *g, int argc, char **argv)
                limit && (uint64_t)n == limit ? " (the --limit; page on with --since)" : "");
     }
     sdm_reply_destroy(&r);
-    sdm_client_destroy(&c);
     return rc;
 }
 
@@ -2992,34 +2968,25 @@ static int cmd_rewards(globals *g, int argc, char **argv)
                               {"--since", &since},
                               {"--until", &until},
                               {"--model", &model}};
-    for (int i = 0; i < argc; i++) {
-        if (is_help(argv[i])) {
-            fputs(s_help_rewards, stdout);
-            return 0;
-        }
-        int r = command_opt(g, argc, argv, &i, opts, sizeof(opts) / sizeof(opts[0]));
-        if (r)
-            return r;
-    }
+    const command_spec spec = {.help = s_help_rewards, .opts = opts, .n_opts = COUNT(opts)};
+    int rc;
+    if (parse_command(g, argc, argv, &spec, &rc))
+        return rc;
     if (!pool_s)
         return usage_error("--pool is required");
     uint64_t pool;
     if (parse_u64(pool_s, &pool) != 0)
         return usage_error("--pool: '%s' is not an unsigned integer number of units", pool_s);
     sdm_client_window w;
-    int rc = parse_window(since, until, &w);
-    if (rc)
+    if ((rc = parse_window(since, until, &w)) != 0)
         return rc;
     sdm_client_t *c = make_ledger_client(g, ledger, &rc);
     if (!c)
         return rc;
     sdm_reply_t *r;
     sdm_client_status st = sdm_client_ledger_rewards(c, pool, &w, model, &r);
-    if (st != SDM_CLIENT_OK) {
-        rc = call_failed(g, c, st);
-        sdm_client_destroy(&c);
+    if ((rc = end_call(g, &c, st)) != 0)
         return rc;
-    }
     if (g->json) {
         rc = print_reply_json(r);
     } else {
@@ -3047,7 +3014,6 @@ static int cmd_rewards(globals *g, int argc, char **argv)
                unallocated ? " (no positive share in the window)" : "");
     }
     sdm_reply_destroy(&r);
-    sdm_client_destroy(&c);
     return rc;
 }
 
@@ -3056,25 +3022,34 @@ static int cmd_rewards(globals *g, int argc, char **argv)
 static const char s_help_eval[] =
     "usage: sediment eval [options]   (the options of sediment-eval; --help lists them)\n";
 
-/* The eval runs here, from models/: its own options, and --json when given globally. */
-static int cmd_eval(globals *g, int argc, char **argv)
+/* Runs a main from models/ in this process (eval, demo) as "sediment CMD": the command's
+ * own options, and --json when given globally. */
+static int run_models_main(globals *g, int argc, char **argv, int (*run)(int, char **))
 {
+    char name[32];
+    snprintf(name, sizeof(name), "sediment %s", s_cmd);
     char **args = calloc((size_t)argc + 3, sizeof(*args));
     if (!args) {
-        fprintf(stderr, "sediment eval: out of memory\n");
+        fprintf(stderr, "%s: out of memory\n", name);
         return EXIT_USAGE;
     }
     int n = 0, has_json = 0;
-    args[n++] = "sediment eval";
+    args[n++] = name;
     for (int i = 0; i < argc; i++) {
         has_json |= strcmp(argv[i], "--json") == 0;
         args[n++] = argv[i];
     }
     if (g->json && !has_json)
         args[n++] = "--json";
-    int rc = sdm_eval_main(n, args);
+    int rc = run(n, args);
     free(args);
     return rc;
+}
+
+/* The eval runs here, from models/: its own options, and --json when given globally. */
+static int cmd_eval(globals *g, int argc, char **argv)
+{
+    return run_models_main(g, argc, argv, sdm_eval_main);
 }
 
 /* ---- demo ---------------------------------------------------------------------------- */
@@ -3086,22 +3061,7 @@ static const char s_help_demo[] =
  * --json when given globally. */
 static int cmd_demo(globals *g, int argc, char **argv)
 {
-    char **args = calloc((size_t)argc + 3, sizeof(*args));
-    if (!args) {
-        fprintf(stderr, "sediment demo: out of memory\n");
-        return EXIT_USAGE;
-    }
-    int n = 0, has_json = 0;
-    args[n++] = "sediment demo";
-    for (int i = 0; i < argc; i++) {
-        has_json |= strcmp(argv[i], "--json") == 0;
-        args[n++] = argv[i];
-    }
-    if (g->json && !has_json)
-        args[n++] = "--json";
-    int rc = sdm_demo_main(n, args);
-    free(args);
-    return rc;
+    return run_models_main(g, argc, argv, sdm_demo_main);
 }
 
 /* ---- main ---------------------------------------------------------------------------- */

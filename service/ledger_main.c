@@ -1,21 +1,12 @@
 /* ledger_main.c - `sediment-ledger`: the command line of the ledger service (SPEC §7). */
-#include <errno.h>
 #include <getopt.h>
-#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
+#include "cliutil.h"
 #include "ledger.h"
 
-static sdm_ledger_t *g_ledger;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    if (g_ledger)
-        sdm_ledger_stop(g_ledger);
-}
+#define PROG "sediment-ledger"
 
 static void usage(FILE *out)
 {
@@ -46,19 +37,15 @@ static void usage(FILE *out)
             SDM_LEDGER_DEFAULT_ENDPOINT);
 }
 
-static int parse_long(const char *flag, const char *s, long long min, long long max,
-                      long long *out)
+/* sdm_cli_serve runs any server through void pointers */
+static int run_ledger(void *l)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || end == s || v < min || v > max) {
-        fprintf(stderr, "sediment-ledger: %s: expected an integer from %lld to %lld, got '%s'\n",
-                flag, min, max, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    return sdm_ledger_run(l);
+}
+
+static void stop_ledger(void *l)
+{
+    sdm_ledger_stop(l);
 }
 
 int main(int argc, char **argv)
@@ -85,22 +72,22 @@ int main(int argc, char **argv)
         case 'a': o.allow = optarg; break;
         case 'i': o.insecure_bind = 1; break;
         case 'm':
-            if (parse_long("--max-msg", optarg, 1024, INT64_MAX, &v) != 0)
+            if (sdm_cli_int_range(PROG, "--max-msg", optarg, 1024, INT64_MAX, &v) != 0)
                 return 2;
             o.max_msg = v;
             break;
         case 'q':
-            if (parse_long("--queue", optarg, 1, UINT32_MAX, &v) != 0)
+            if (sdm_cli_int_range(PROG, "--queue", optarg, 1, UINT32_MAX, &v) != 0)
                 return 2;
             o.queue_depth = (uint32_t)v;
             break;
         case 'g':
-            if (parse_long("--group", optarg, 1, 1 << 20, &v) != 0)
+            if (sdm_cli_int_range(PROG, "--group", optarg, 1, 1 << 20, &v) != 0)
                 return 2;
             o.max_group = (uint32_t)v;
             break;
         case 'k':
-            if (parse_long("--checkers", optarg, 1, 16, &v) != 0)
+            if (sdm_cli_int_range(PROG, "--checkers", optarg, 1, 16, &v) != 0)
                 return 2;
             o.checkers = (uint32_t)v;
             break;
@@ -109,30 +96,15 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "sediment-ledger: unexpected argument '%s'\n", argv[optind]);
+    if (sdm_cli_no_operands(PROG, argc, argv, optind) != 0)
         return 2;
-    }
     char err[1024];
-    g_ledger = sdm_ledger_new(&o, err, sizeof(err));
-    if (!g_ledger) {
-        fprintf(stderr, "sediment-ledger: %s\n", err);
+    sdm_ledger_t *l = sdm_ledger_new(&o, err, sizeof(err));
+    if (!l) {
+        fprintf(stderr, PROG ": %s\n", err);
         return 1;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    printf("%s\n", sdm_ledger_endpoint(g_ledger));
-    fflush(stdout);
-    int rc = sdm_ledger_run(g_ledger);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
-    sdm_ledger_t *l = g_ledger;
-    g_ledger = NULL;
+    int rc = sdm_cli_serve(&(sdm_cli_server){l, run_ledger, stop_ledger}, sdm_ledger_endpoint(l));
     sdm_ledger_destroy(&l);
-    return rc == 0 ? 0 : 1;
+    return rc;
 }
