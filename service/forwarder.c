@@ -1,19 +1,30 @@
 /* forwarder.c - the worker's ledger link: delivers the durable outbox's rows to a ledger.
  *
  * The forwarder sends the outbox's pending rows to the ledger as `append` requests on a
- * DEALER socket, oldest first, at most LEDGER_WINDOW unanswered at a time, each with its
- * outbox seq as the request id. An answer settles its row: ok (with the leaf hash of exactly
- * the bytes sent) -> done; bad_request, unauthorized or too_large -> rejected for good, since
- * the same bytes would get the same answer; anything else -> sent again after a backoff of
- * 50 ms doubling to 5 s. When a request has waited LEDGER_SILENCE_NS with no answer, the
- * socket is closed and opened again and every unanswered row is sent again. The ledger
- * answers an envelope it already has with the same index (duplicate: true), so sending at
- * least once gives exactly one log entry.
+ * DEALER socket (a CURVE client when it has the ledger's public key), oldest first, at most
+ * LEDGER_WINDOW unanswered at a time, each with its outbox seq as the request id. An answer
+ * settles its row: ok (with the leaf hash of exactly the bytes sent) -> delivered;
+ * bad_request, unauthorized or too_large -> rejected for good, since the same bytes would get
+ * the same answer; anything else -> sent again after a backoff of 50 ms doubling to 5 s. The
+ * answers read in one round are settled together, in one outbox transaction (one fsync).
+ *
+ * A request larger than the ledger's --max-msg never gets an answer: the ledger's socket
+ * drops the connection instead (ZMQ_MAXMSGSIZE). So a row whose request would be larger than
+ * opts.max_msg is rejected here as too_large and never sent, instead of being sent again
+ * every 5 s for ever.
+ *
+ * When a request has waited LEDGER_SILENCE_NS with no answer, or the socket has not taken a
+ * row for that long (libzmq stops reconnecting once the ledger refused a handshake), the
+ * socket is closed and opened again and every unanswered row is sent again. The ledger answers an envelope it already
+ * has with the same index (duplicate: true), so sending at least once gives exactly one log
+ * entry. A monitor on the socket reports failed handshakes (a wrong CURVE key, a key not on
+ * the ledger's allow-list, CURVE on one side only), which would otherwise look like silence.
  */
 #include "forwarder.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -25,10 +36,12 @@
 #include <unistd.h>
 
 #include <msgpack.h>
+#include <sodium.h>
 #include <zmq.h>
 
 #include "merkle.h"
 #include "netsec.h"
+#include "sign.h"
 #include "wire.h"
 
 #define LEDGER_WINDOW 64
@@ -37,34 +50,66 @@
 #define LEDGER_BACKOFF_MAX_MS 5000
 #define LEDGER_TICK_MS 1000
 #define LEDGER_MAX_REPLY (1 << 20) /* answers are a few hundred bytes */
+#define LEDGER_MIN_MAX_MSG 1024    /* the ledger's own lower bound for --max-msg */
+#define NEVER UINT64_MAX
+
+#define MON_EVENTS                                                                                 \
+    (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |                        \
+     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
 
 typedef struct flight {
     uint64_t seq;
     uint8_t leaf[SDM_HASH_LEN]; /* SHA-256(0x00 || envelope): the leaf_hash the ledger must give */
-    uint64_t sent_at;           /* monotonic ns; 0 while waiting to be sent again */
-    uint64_t retry_at;          /* while waiting: not before this */
+    uint64_t sent_at;           /* monotonic ns; 0 while waiting to be sent again or settled */
+    uint64_t retry_at;          /* while waiting: not before this (NEVER while being settled) */
     uint32_t backoff_ms;        /* the wait after the next transient error */
+    int settling;               /* an outcome is queued in settle[]: later answers are ignored */
 } flight;
 
+/* An outcome waiting for this round's outbox transaction. */
+typedef struct outcome {
+    uint64_t seq, index;
+    int rejected;      /* 0: delivered at index */
+    int local;         /* rejected here (too large to send), not by the ledger */
+    char code[32];
+    char message[256];
+} outcome;
+
 struct sdm_forwarder {
-    /* set at start, then only read */
+    /* set by new and start, then only read */
     void *ctx;
     char *endpoint;
     sdm_outbox_t *ob;         /* put by the worker's threads, settled here */
     int quiet;
+    int64_t max_msg;
+    int curve;
+    uint8_t server_key[32];   /* the ledger's CURVE public key */
+    uint8_t client_pub[32];   /* ours, for the log and the socket */
+    uint8_t *client_sec;      /* 32 bytes of sodium_malloc memory */
+    char client_pub_z85[41];
     int nudge_pipe[2];        /* a byte here wakes the thread: a row was put, or stop */
     atomic_int stop;
+    int started;
     pthread_t thread;
 
     /* the thread's own */
     void *sock;
+    void *mon;                /* PAIR receiving the socket's handshake events */
+    unsigned mon_gen;         /* a fresh inproc name for each socket's monitor */
     flight fl[LEDGER_WINDOW]; /* in order of seq */
     size_t n;
     uint64_t last_seq;        /* the highest seq taken into the window on this socket */
     uint64_t now;             /* for the peek callbacks */
     uint64_t target;          /* fwd_resend_cb: the row wanted */
-    int sent;                 /* fwd_resend_cb: 1 sent, -1 the socket would not take it */
+    int sent;                 /* fwd_resend_cb: 1 sent (or queued as too large), -1 the socket
+                               * would not take it */
+    uint64_t stuck_since;     /* when the socket first would not take a row (0: it takes
+                               * them); libzmq gives up on a connection whose handshake the
+                               * ledger refused, so a socket stuck that long is remade */
     int silence_logged;       /* log once per outage, not every 5 s */
+    int handshake_logged;     /* the same for a failing handshake */
+    outcome settle[LEDGER_WINDOW];
+    size_t n_settle;
     msgpack_sbuffer buf;
 };
 
@@ -95,30 +140,123 @@ static void log_line(int quiet, const char *fmt, ...)
 
 #define fwd_log(f, ...) log_line((f)->quiet, __VA_ARGS__)
 
-/* A DEALER connected to the ledger: LINGER 0, so closing it (on a reconnect or at stop)
- * never waits for a ledger that is down. NULL with err set. */
-static void *ledger_socket(void *ctx, const char *endpoint, char *err, size_t err_len)
+/* ---- the socket ---------------------------------------------------------------------- */
+
+static void fwd_close_socket(sdm_forwarder_t *f)
 {
-    void *s = zmq_socket(ctx, ZMQ_DEALER);
-    if (!s) {
+    if (f->sock)
+        zmq_close(f->sock);
+    if (f->mon)
+        zmq_close(f->mon);
+    f->sock = f->mon = NULL;
+}
+
+/* A DEALER connected to the ledger: LINGER 0, so closing it (on a reconnect or at stop)
+ * never waits for a ledger that is down; CURVE keys when given; a monitor PAIR for its
+ * handshake events, connected before the DEALER so that no event is missed. Without the
+ * monitor the link still works, it only cannot say why a handshake fails. 0, or -1 with err
+ * set. */
+static int fwd_open_socket(sdm_forwarder_t *f, char *err, size_t err_len)
+{
+    f->sock = zmq_socket(f->ctx, ZMQ_DEALER);
+    if (!f->sock) {
         snprintf(err, err_len, "--ledger: zmq_socket: %s", zmq_strerror(zmq_errno()));
-        return NULL;
+        return -1;
     }
     int linger = 0;
     int64_t max_reply = LEDGER_MAX_REPLY;
-    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof(linger));
-    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_reply, sizeof(max_reply));
-    if (zmq_connect(s, endpoint) != 0) {
-        snprintf(err, err_len, "--ledger %s: %s", endpoint, zmq_strerror(zmq_errno()));
-        zmq_close(s);
-        return NULL;
+    zmq_setsockopt(f->sock, ZMQ_LINGER, &linger, sizeof(linger));
+    zmq_setsockopt(f->sock, ZMQ_MAXMSGSIZE, &max_reply, sizeof(max_reply));
+    if (f->curve &&
+        (zmq_setsockopt(f->sock, ZMQ_CURVE_SERVERKEY, f->server_key, 32) != 0 ||
+         zmq_setsockopt(f->sock, ZMQ_CURVE_PUBLICKEY, f->client_pub, 32) != 0 ||
+         zmq_setsockopt(f->sock, ZMQ_CURVE_SECRETKEY, f->client_sec, 32) != 0)) {
+        snprintf(err, err_len, "--ledger-client-key: setting the CURVE keys: %s",
+                 zmq_strerror(zmq_errno()));
+        fwd_close_socket(f);
+        return -1;
     }
-    return s;
+    char addr[96];
+    snprintf(addr, sizeof(addr), "inproc://sdm-forwarder-monitor-%p-%u", (void *)f, ++f->mon_gen);
+    if (zmq_socket_monitor(f->sock, addr, MON_EVENTS) == 0) {
+        f->mon = zmq_socket(f->ctx, ZMQ_PAIR);
+        if (f->mon) {
+            zmq_setsockopt(f->mon, ZMQ_LINGER, &linger, sizeof(linger));
+            if (zmq_connect(f->mon, addr) != 0) {
+                zmq_close(f->mon);
+                f->mon = NULL;
+            }
+        }
+    }
+    if (zmq_connect(f->sock, f->endpoint) != 0) {
+        snprintf(err, err_len, "--ledger %s: %s", f->endpoint, zmq_strerror(zmq_errno()));
+        fwd_close_socket(f);
+        return -1;
+    }
+    return 0;
 }
 
-/* Sends row as {"id": seq, "op": "append", "entry": <the envelope as it is>}. 0, or -1
- * when out of memory or the socket will not take it now. */
-static int fwd_send(sdm_forwarder_t *f, const sdm_outbox_row *row)
+/* Logs why a handshake failed, once until one succeeds. */
+static void fwd_handshake_event(sdm_forwarder_t *f, uint16_t event, uint32_t value)
+{
+    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+        if (f->handshake_logged)
+            fwd_log(f, "ledger %s: handshake succeeded%s", f->endpoint,
+                    f->curve ? " (CURVE)" : "");
+        f->handshake_logged = 0;
+        return;
+    }
+    if (f->handshake_logged)
+        return;
+    f->handshake_logged = 1;
+    if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        fwd_log(f, "ledger %s: the ledger refused this worker's CURVE client key (status %u): "
+                "its --allow file must list %s; the entries wait in outbox.db", f->endpoint,
+                value, f->client_pub_z85);
+    else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+             value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH && f->curve)
+        fwd_log(f, "ledger %s: the ledger does not speak CURVE (started without "
+                "--curve-secret?); the entries wait in outbox.db", f->endpoint);
+    else if (f->curve)
+        fwd_log(f, "ledger %s: the CURVE handshake failed: is --ledger-server-key the ledger's "
+                "public key (the pair of its --curve-secret), and is the ledger started with "
+                "--curve-secret? the entries wait in outbox.db", f->endpoint);
+    else
+        fwd_log(f, "ledger %s: the handshake failed (a CURVE ledger needs --ledger-server-key "
+                "and --ledger-client-key); the entries wait in outbox.db", f->endpoint);
+}
+
+/* Reads the monitor's events: two frames each, [u16 event, u32 value] and the endpoint. */
+static void fwd_read_events(sdm_forwarder_t *f)
+{
+    for (;;) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, f->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        uint16_t event = 0;
+        uint32_t value = 0;
+        int ok = zmq_msg_size(&m) >= 6;
+        if (ok) {
+            memcpy(&event, zmq_msg_data(&m), 2);
+            memcpy(&value, (const uint8_t *)zmq_msg_data(&m) + 2, 4);
+        }
+        while (zmq_msg_more(&m) && zmq_msg_recv(&m, f->mon, 0) >= 0)
+            ;
+        zmq_msg_close(&m);
+        if (ok)
+            fwd_handshake_event(f, event, value);
+    }
+}
+
+/* ---- the window ---------------------------------------------------------------------- */
+
+/* Packs row as {"id": seq, "op": "append", "entry": <the envelope as it is>} into f->buf and
+ * sets *bytes to the request's size. 0; 1 when the request would be over max_msg (then only
+ * its head is packed: a huge entry is not copied for nothing); -1 when out of memory. */
+static int fwd_pack(sdm_forwarder_t *f, const sdm_outbox_row *row, size_t *bytes)
 {
     msgpack_sbuffer_clear(&f->buf);
     msgpack_packer pk;
@@ -130,13 +268,60 @@ static int fwd_send(sdm_forwarder_t *f, const sdm_outbox_row *row)
     sdm_wire_pack_str(&pk, "append");
     sdm_wire_pack_str(&pk, "entry");
     size_t head = f->buf.size;
-    sdm_wire_pack_raw(&pk, row->entry, row->len);
-    if (!f->buf.data || f->buf.size != head + row->len)
-        return -1; /* a write into the buffer failed for memory */
-    if (zmq_send(f->sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0)
+    *bytes = head + row->len;
+    if (!f->buf.data)
         return -1;
+    if ((uint64_t)*bytes > (uint64_t)f->max_msg)
+        return 1;
+    sdm_wire_pack_raw(&pk, row->entry, row->len);
+    return f->buf.data && f->buf.size == head + row->len ? 0 : -1;
+}
+
+/* Queues an outcome for the round's transaction; the flight waits for it. */
+static outcome *fwd_queue(sdm_forwarder_t *f, flight *fl)
+{
+    outcome *o = &f->settle[f->n_settle++];
+    memset(o, 0, sizeof(*o));
+    o->seq = fl->seq;
+    fl->settling = 1;
+    fl->sent_at = 0;
+    fl->retry_at = NEVER;
+    return o;
+}
+
+/* A row whose request is over max_msg: rejected here, since the ledger would drop it. */
+static void fwd_too_large(sdm_forwarder_t *f, flight *fl, size_t bytes)
+{
+    outcome *o = fwd_queue(f, fl);
+    o->rejected = 1;
+    o->local = 1;
+    snprintf(o->code, sizeof(o->code), "too_large");
+    snprintf(o->message, sizeof(o->message),
+             "not sent: the append request is %zu bytes, over the ledger's --max-msg of %" PRId64
+             " (--ledger-max-msg)", bytes, f->max_msg);
+}
+
+/* Sends row as flight fl (sent_at = f->now): 0 sent or queued as too large, -1 when out of
+ * memory or the socket will not take it now. */
+static int fwd_send(sdm_forwarder_t *f, flight *fl, const sdm_outbox_row *row)
+{
+    size_t bytes;
+    int rc = fwd_pack(f, row, &bytes);
+    if (rc < 0)
+        return -1;
+    if (rc > 0) {
+        fwd_too_large(f, fl, bytes);
+        return 0;
+    }
+    if (zmq_send(f->sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) != 0) {
+        if (!f->stuck_since)
+            f->stuck_since = f->now;
+        return -1;
+    }
     /* the first part was taken, so the rest of the message is too */
     zmq_send(f->sock, f->buf.data, f->buf.size, 0);
+    fl->sent_at = f->now;
+    f->stuck_since = 0;
     return 0;
 }
 
@@ -146,27 +331,79 @@ static void fwd_remove(sdm_forwarder_t *f, size_t i)
     f->n--;
 }
 
-/* A transient failure for flight i: send it again after its backoff, which then doubles. */
-static void fwd_later(sdm_forwarder_t *f, size_t i, uint64_t now)
+static flight *fwd_find(sdm_forwarder_t *f, uint64_t seq, size_t *at)
 {
-    flight *fl = &f->fl[i];
+    for (size_t i = 0; i < f->n; i++)
+        if (f->fl[i].seq == seq) {
+            if (at)
+                *at = i;
+            return &f->fl[i];
+        }
+    return NULL;
+}
+
+/* A transient failure for fl: send it again after its backoff, which then doubles. */
+static void fwd_later(flight *fl, uint64_t now)
+{
+    fl->settling = 0;
     fl->sent_at = 0;
     fl->retry_at = now + (uint64_t)fl->backoff_ms * 1000000ull;
     fl->backoff_ms = fl->backoff_ms * 2 > LEDGER_BACKOFF_MAX_MS ? LEDGER_BACKOFF_MAX_MS
                                                                 : fl->backoff_ms * 2;
 }
 
+/* Writes the round's outcomes to the outbox in one transaction and takes their rows out of
+ * the window. When the transaction fails, every one of them stays pending and is sent again
+ * after its backoff (the ledger answers the resend as a duplicate). */
+static void fwd_settle(sdm_forwarder_t *f, uint64_t now)
+{
+    if (f->n_settle == 0)
+        return;
+    sdm_outbox_settlement items[LEDGER_WINDOW];
+    for (size_t k = 0; k < f->n_settle; k++) {
+        const outcome *o = &f->settle[k];
+        items[k] = (sdm_outbox_settlement){.seq = o->seq, .index = o->index,
+                                           .code = o->rejected ? o->code : NULL,
+                                           .message = o->rejected ? o->message : NULL};
+    }
+    char err[256];
+    int rc = sdm_outbox_settle(f->ob, items, f->n_settle, err, sizeof(err));
+    if (rc < 0)
+        fwd_log(f, "ledger: %s; those rows stay pending and go again", err);
+    for (size_t k = 0; k < f->n_settle; k++) {
+        const outcome *o = &f->settle[k];
+        size_t i;
+        flight *fl = fwd_find(f, o->seq, &i);
+        if (rc < 0) {
+            if (fl)
+                fwd_later(fl, now);
+            continue;
+        }
+        if (items[k].settled && o->local)
+            fwd_log(f, "outbox row %" PRIu64 " %s (kept in outbox.db as rejected: %s)", o->seq,
+                    o->message, o->code);
+        else if (items[k].settled && o->rejected)
+            fwd_log(f, "ledger refused outbox row %" PRIu64 ": %s: %s (kept in outbox.db as "
+                    "rejected, not sent again)", o->seq, o->code, o->message);
+        if (fl)
+            fwd_remove(f, i);
+    }
+    f->n_settle = 0;
+}
+
 static int fwd_fill_cb(void *ctx, const sdm_outbox_row *row)
 {
     sdm_forwarder_t *f = ctx;
-    if (f->n == LEDGER_WINDOW || fwd_send(f, row) != 0)
+    if (f->n == LEDGER_WINDOW)
         return 1;
-    flight *fl = &f->fl[f->n++];
+    flight *fl = &f->fl[f->n];
+    memset(fl, 0, sizeof(*fl));
     fl->seq = row->seq;
-    sdm_merkle_leaf_hash(row->entry, row->len, fl->leaf);
-    fl->sent_at = f->now;
-    fl->retry_at = 0;
     fl->backoff_ms = LEDGER_BACKOFF_MIN_MS;
+    if (fwd_send(f, fl, row) != 0)
+        return 1;
+    sdm_merkle_leaf_hash(row->entry, row->len, fl->leaf);
+    f->n++;
     f->last_seq = row->seq;
     return 0;
 }
@@ -189,17 +426,20 @@ static void fwd_fill(sdm_forwarder_t *f, uint64_t now)
 static int fwd_resend_cb(void *ctx, const sdm_outbox_row *row)
 {
     sdm_forwarder_t *f = ctx;
-    if (row->seq == f->target)
-        f->sent = fwd_send(f, row) == 0 ? 1 : -1;
+    if (row->seq == f->target) {
+        flight *fl = fwd_find(f, row->seq, NULL);
+        f->sent = fl && fwd_send(f, fl, row) == 0 ? 1 : -1;
+    }
     return 1;
 }
 
 /* Sends again the rows whose backoff has run out. */
 static void fwd_resend_due(sdm_forwarder_t *f, uint64_t now)
 {
+    f->now = now;
     for (size_t i = 0; i < f->n;) {
         flight *fl = &f->fl[i];
-        if (fl->sent_at || fl->retry_at > now) {
+        if (fl->sent_at || fl->settling || fl->retry_at > now) {
             i++;
             continue;
         }
@@ -209,13 +449,13 @@ static void fwd_resend_due(sdm_forwarder_t *f, uint64_t now)
         if (sdm_outbox_peek(f->ob, fl->seq - 1, 1, fwd_resend_cb, f, err,
                             sizeof(err)) < 0) {
             fwd_log(f, "ledger: %s", err);
-            fwd_later(f, i++, now);
+            fwd_later(fl, now);
+            i++;
         } else if (f->sent == 0) {
             fwd_remove(f, i); /* no longer pending */
-        } else if (f->sent < 0) {
-            fwd_later(f, i++, now);
         } else {
-            fl->sent_at = now;
+            if (f->sent < 0)
+                fwd_later(fl, now);
             i++;
         }
     }
@@ -236,9 +476,18 @@ static void fwd_str(const msgpack_object *o, char *out, size_t cap)
         snprintf(out, cap, "?");
 }
 
-/* Settles the row an answer is about (see the comment above LEDGER_WINDOW). An answer that
+/* The ledger's codes that mean the entry itself is refused (SPEC §6, docs/ledger.md): the
+ * same bytes would get the same answer. busy and internal are the ledger's state; any other
+ * code (unknown_op: not a ledger at that endpoint?) is not the entry's fault either. */
+static int fwd_permanent(const char *code)
+{
+    return strcmp(code, "bad_request") == 0 || strcmp(code, "unauthorized") == 0 ||
+           strcmp(code, "too_large") == 0;
+}
+
+/* Queues the outcome an answer gives its row (see the comment at the top). An answer that
  * cannot be read, or is about no row in the window (an answer to an earlier socket's
- * request), is dropped. */
+ * request), or about a row already settled this round, is dropped. */
 static void fwd_answer(sdm_forwarder_t *f, const uint8_t *p, size_t len, uint64_t now)
 {
     sdm_wire_error e = {0, ""};
@@ -255,10 +504,10 @@ static void fwd_answer(sdm_forwarder_t *f, const uint8_t *p, size_t len, uint64_
         msgpack_unpacked_destroy(&u);
         return;
     }
-    int have_id = 0, ok = -1, have_index = 0, duplicate = 0;
+    int have_id = 0, ok = -1, have_index = 0;
     uint64_t id = 0, index = 0;
     const uint8_t *leaf = NULL;
-    char code[64] = "", message[256] = "";
+    char code[32] = "", message[256] = "";
     const msgpack_object_map *m = &u.data.via.map;
     for (uint32_t i = 0; i < m->size; i++) {
         const msgpack_object *k = &m->ptr[i].key, *v = &m->ptr[i].val;
@@ -273,8 +522,6 @@ static void fwd_answer(sdm_forwarder_t *f, const uint8_t *p, size_t len, uint64_
         } else if (fwd_key_is(k, "leaf_hash") && v->type == MSGPACK_OBJECT_BIN &&
                    v->via.bin.size == SDM_HASH_LEN) {
             leaf = (const uint8_t *)v->via.bin.ptr;
-        } else if (fwd_key_is(k, "duplicate") && v->type == MSGPACK_OBJECT_BOOLEAN) {
-            duplicate = v->via.boolean;
         } else if (fwd_key_is(k, "error") && v->type == MSGPACK_OBJECT_MAP) {
             for (uint32_t j = 0; j < v->via.map.size; j++) {
                 const msgpack_object *ek = &v->via.map.ptr[j].key, *ev = &v->via.map.ptr[j].val;
@@ -284,11 +531,10 @@ static void fwd_answer(sdm_forwarder_t *f, const uint8_t *p, size_t len, uint64_
                     fwd_str(ev, message, sizeof(message));
             }
         }
+        /* duplicate: true is a delivery all the same: the ledger has the entry once */
     }
-    size_t i = 0;
-    while (have_id && i < f->n && f->fl[i].seq != id)
-        i++;
-    if (!have_id || i == f->n) {
+    flight *fl = have_id ? fwd_find(f, id, NULL) : NULL;
+    if (!fl || fl->settling) {
         msgpack_unpacked_destroy(&u);
         return;
     }
@@ -296,36 +542,26 @@ static void fwd_answer(sdm_forwarder_t *f, const uint8_t *p, size_t len, uint64_
         fwd_log(f, "ledger %s: answering again", f->endpoint);
         f->silence_logged = 0;
     }
-    char err[256];
     if (ok == 1) {
-        int rc = -1;
-        if (!have_index || !leaf)
-            fwd_log(f, "ledger: the answer to outbox row %llu has no index or leaf_hash; "
-                    "sending it again later", (unsigned long long)id);
-        else if (memcmp(leaf, f->fl[i].leaf, SDM_HASH_LEN) != 0)
-            fwd_log(f, "ledger: the answer to outbox row %llu names another leaf_hash than "
-                    "the envelope sent; sending it again later", (unsigned long long)id);
-        else if ((rc = sdm_outbox_done(f->ob, id, index, err, sizeof(err))) < 0)
-            fwd_log(f, "ledger: %s", err);
-        (void)duplicate; /* a duplicate is delivered all the same: the ledger has it once */
-        if (rc < 0)
-            fwd_later(f, i, now);
-        else
-            fwd_remove(f, i);
-    } else if (ok == 0 && (strcmp(code, "bad_request") == 0 || strcmp(code, "unauthorized") == 0 ||
-                           strcmp(code, "too_large") == 0)) {
-        int rc = sdm_outbox_reject(f->ob, id, code, message, err, sizeof(err));
-        if (rc < 0) {
-            fwd_log(f, "ledger: %s", err);
-            fwd_later(f, i, now);
+        if (!have_index || !leaf) {
+            fwd_log(f, "ledger: the answer to outbox row %" PRIu64 " has no index or leaf_hash; "
+                    "sending it again later", id);
+            fwd_later(fl, now);
+        } else if (memcmp(leaf, fl->leaf, SDM_HASH_LEN) != 0) {
+            fwd_log(f, "ledger: the answer to outbox row %" PRIu64 " names another leaf_hash "
+                    "than the envelope sent; sending it again later", id);
+            fwd_later(fl, now);
         } else {
-            fwd_log(f, "ledger refused outbox row %llu: %s: %s (kept in outbox.db as rejected, "
-                    "not sent again)", (unsigned long long)id, code, message);
-            fwd_remove(f, i);
+            fwd_queue(f, fl)->index = index;
         }
+    } else if (ok == 0 && fwd_permanent(code)) {
+        outcome *o = fwd_queue(f, fl);
+        o->rejected = 1;
+        snprintf(o->code, sizeof(o->code), "%s", code);
+        snprintf(o->message, sizeof(o->message), "%s", message);
     } else {
         /* busy, internal, or an answer we cannot read: try again later */
-        fwd_later(f, i, now);
+        fwd_later(fl, now);
     }
     msgpack_unpacked_destroy(&u);
 }
@@ -350,15 +586,15 @@ static void fwd_read(sdm_forwarder_t *f)
             flags = 0;
         }
         if (frames == 2 && zmq_msg_size(&part[0]) == 0)
-            fwd_answer(f, zmq_msg_data(&part[1]), zmq_msg_size(&part[1]),
-                       mono_ns());
+            fwd_answer(f, zmq_msg_data(&part[1]), zmq_msg_size(&part[1]), mono_ns());
         else if (frames > 0)
             fwd_log(f, "ledger: a malformed answer (%d frames) was dropped", frames);
         zmq_msg_close(&tmp);
         zmq_msg_close(&part[0]);
         zmq_msg_close(&part[1]);
-        if (frames == 0)
-            return; /* nothing more waiting */
+        /* nothing more waiting, or as many outcomes as the window can hold */
+        if (frames == 0 || f->n_settle == LEDGER_WINDOW)
+            return;
     }
 }
 
@@ -372,11 +608,10 @@ static void fwd_reconnect(sdm_forwarder_t *f)
                 LEDGER_SILENCE_NS / 1000000000ull, f->n);
         f->silence_logged = 1;
     }
-    if (f->sock)
-        zmq_close(f->sock);
+    f->stuck_since = 0;
+    fwd_close_socket(f);
     char err[256];
-    f->sock = ledger_socket(f->ctx, f->endpoint, err, sizeof(err));
-    if (!f->sock)
+    if (fwd_open_socket(f, err, sizeof(err)) != 0)
         fwd_log(f, "%s", err);
     f->n = 0;
     f->last_seq = 0;
@@ -384,6 +619,8 @@ static void fwd_reconnect(sdm_forwarder_t *f)
 
 static int fwd_silent(const sdm_forwarder_t *f, uint64_t now)
 {
+    if (f->stuck_since && now - f->stuck_since >= LEDGER_SILENCE_NS)
+        return 1;
     for (size_t i = 0; i < f->n; i++)
         if (f->fl[i].sent_at && now - f->fl[i].sent_at >= LEDGER_SILENCE_NS)
             return 1;
@@ -413,12 +650,15 @@ static void *forwarder_main(void *arg)
         if (f->sock) {
             fwd_resend_due(f, now);
             fwd_fill(f, now);
+            fwd_settle(f, now); /* rows found too large to send */
         }
-        zmq_pollitem_t items[2] = {
+        zmq_pollitem_t items[3] = {
             {NULL, f->nudge_pipe[0], ZMQ_POLLIN, 0},
             {f->sock, 0, ZMQ_POLLIN, 0},
+            {f->mon, 0, ZMQ_POLLIN, 0},
         };
-        int rc = zmq_poll(items, f->sock ? 2 : 1, fwd_timeout_ms(f, now));
+        int n_items = !f->sock ? 1 : f->mon ? 3 : 2;
+        int rc = zmq_poll(items, n_items, fwd_timeout_ms(f, now));
         if (rc < 0) {
             if (zmq_errno() != EINTR) {
                 fwd_log(f, "ledger: poll: %s", zmq_strerror(zmq_errno()));
@@ -431,34 +671,63 @@ static void *forwarder_main(void *arg)
             while (read(f->nudge_pipe[0], buf, sizeof(buf)) > 0)
                 ;
         }
-        if (f->sock && (items[1].revents & ZMQ_POLLIN))
+        if (n_items == 3 && (items[2].revents & ZMQ_POLLIN))
+            fwd_read_events(f);
+        if (f->sock && (items[1].revents & ZMQ_POLLIN)) {
             fwd_read(f);
+            /* one transaction, one fsync, for every answer of the round */
+            fwd_settle(f, mono_ns());
+        }
     }
     /* unanswered rows stay pending in outbox.db: the next start sends them first */
-    if (f->sock)
-        zmq_close(f->sock);
-    f->sock = NULL;
+    fwd_close_socket(f);
     return NULL;
 }
 
 /* ---- the interface ------------------------------------------------------------------- */
 
-/* Frees what start made, the thread being stopped or never started. */
-static void forwarder_free(sdm_forwarder_t *f)
+/* The ledger's public key: the file at arg when there is one, else arg itself as a key. */
+static int fwd_server_key(const char *arg, uint8_t out[32], char *err, size_t err_len)
 {
-    if (f->sock)
-        zmq_close(f->sock);
-    for (int i = 0; i < 2; i++)
-        if (f->nudge_pipe[i] >= 0)
-            close(f->nudge_pipe[i]);
-    msgpack_sbuffer_destroy(&f->buf);
-    free(f->endpoint);
-    free(f);
+    if (!*arg) {
+        snprintf(err, err_len, "--ledger-server-key: empty");
+        return -1;
+    }
+    if (access(arg, F_OK) == 0)
+        return sdm_net_read_curve_key("--ledger-server-key", arg, "CURVE public key", out, err,
+                                      err_len);
+    if (sdm_net_parse_curve_key(arg, out) == 0)
+        return 0;
+    snprintf(err, err_len, "--ledger-server-key %s: neither a file nor a CURVE public key (Z85, "
+             "40 characters, or 64 hex digits)", arg);
+    return -1;
 }
 
-sdm_forwarder_t *sdm_forwarder_start(void *ctx, const char *endpoint, sdm_outbox_t *ob, int quiet,
-                                     char *err, size_t err_len)
+sdm_forwarder_t *sdm_forwarder_new(const sdm_forwarder_opts *opts, char *err, size_t err_len)
 {
+    if (!opts || !opts->endpoint || !*opts->endpoint) {
+        snprintf(err, err_len, "--ledger: expected an endpoint such as tcp://127.0.0.1:7720");
+        return NULL;
+    }
+    if (!!opts->server_key != !!opts->client_key) {
+        snprintf(err, err_len, "%s", opts->server_key
+                                         ? "--ledger-client-key: needed with --ledger-server-key"
+                                         : "--ledger-server-key: needed with --ledger-client-key");
+        return NULL;
+    }
+    if (opts->max_msg != 0 && opts->max_msg < LEDGER_MIN_MAX_MSG) {
+        snprintf(err, err_len, "--ledger-max-msg: %" PRId64 ", expected at least %d (the "
+                 "ledger's own lower bound)", opts->max_msg, LEDGER_MIN_MAX_MSG);
+        return NULL;
+    }
+    if (opts->server_key && !zmq_has("curve")) {
+        snprintf(err, err_len, "--ledger-server-key: this libzmq was built without CURVE");
+        return NULL;
+    }
+    if (sdm_sodium_init() != 0) {
+        snprintf(err, err_len, "libsodium failed to initialise");
+        return NULL;
+    }
     sdm_forwarder_t *f = calloc(1, sizeof(*f));
     if (!f) {
         snprintf(err, err_len, "--ledger: out of memory");
@@ -466,43 +735,72 @@ sdm_forwarder_t *sdm_forwarder_start(void *ctx, const char *endpoint, sdm_outbox
     }
     f->nudge_pipe[0] = f->nudge_pipe[1] = -1;
     msgpack_sbuffer_init(&f->buf);
-    f->ctx = ctx;
-    f->ob = ob;
-    f->quiet = quiet;
-    f->endpoint = strdup(endpoint);
+    f->quiet = opts->quiet;
+    f->max_msg = opts->max_msg ? opts->max_msg : SDM_FORWARDER_DEFAULT_MAX_MSG;
+    f->endpoint = strdup(opts->endpoint);
     if (!f->endpoint) {
         snprintf(err, err_len, "--ledger: out of memory");
-        forwarder_free(f);
-        return NULL;
+        goto fail;
+    }
+    if (opts->server_key) {
+        f->curve = 1;
+        f->client_sec = sodium_malloc(32);
+        if (!f->client_sec) {
+            snprintf(err, err_len, "--ledger-client-key: out of memory");
+            goto fail;
+        }
+        if (fwd_server_key(opts->server_key, f->server_key, err, err_len) != 0 ||
+            sdm_net_read_curve_key("--ledger-client-key", opts->client_key,
+                                   "CURVE secret key", f->client_sec, err, err_len) != 0)
+            goto fail;
+        /* a CURVE key pair is Curve25519: the public key is the base point times the secret */
+        if (crypto_scalarmult_base(f->client_pub, f->client_sec) != 0) {
+            snprintf(err, err_len, "--ledger-client-key %s: not a usable CURVE secret key",
+                     opts->client_key);
+            goto fail;
+        }
+        zmq_z85_encode(f->client_pub_z85, f->client_pub, 32);
     }
     if (pipe(f->nudge_pipe) != 0) {
         snprintf(err, err_len, "pipe: %s", strerror(errno));
-        forwarder_free(f);
-        return NULL;
+        goto fail;
     }
     fcntl(f->nudge_pipe[0], F_SETFL, O_NONBLOCK);
     fcntl(f->nudge_pipe[1], F_SETFL, O_NONBLOCK);
+    return f;
+fail:
+    sdm_forwarder_stop(&f);
+    return NULL;
+}
+
+int sdm_forwarder_start(sdm_forwarder_t *self, void *ctx, sdm_outbox_t *ob, char *err,
+                        size_t err_len)
+{
+    sdm_forwarder_t *f = self;
+    f->ctx = ctx;
+    f->ob = ob;
     sdm_outbox_counts c;
     sdm_outbox_get_counts(ob, &c);
     if (c.pending)
-        fwd_log(f, "ledger %s: %llu receipts and proofs from an earlier run wait in outbox.db; "
-                "they go first", endpoint, (unsigned long long)c.pending);
-    if (!sdm_net_is_local_endpoint(endpoint))
-        fwd_log(f, "ledger %s: not a loopback address, and the ledger link has no CURVE yet: "
-                "keep it on a private network", endpoint);
+        fwd_log(f, "ledger %s: %" PRIu64 " receipts and proofs from an earlier run wait in "
+                "outbox.db; they go first", f->endpoint, c.pending);
+    if (f->curve)
+        fwd_log(f, "ledger %s: CURVE, with the client key %s (the ledger's --allow file must "
+                "list it)", f->endpoint, f->client_pub_z85);
+    else if (!sdm_net_is_local_endpoint(f->endpoint))
+        fwd_log(f, "ledger %s: not a loopback address, and the link is plain (no "
+                "--ledger-server-key): keep it on a private network", f->endpoint);
     /* connected before the thread starts so that a bad endpoint fails the start */
-    f->sock = ledger_socket(ctx, f->endpoint, err, err_len);
-    if (!f->sock) {
-        forwarder_free(f);
-        return NULL;
-    }
-    /* the socket is handed over: only the thread uses it from here */
+    if (fwd_open_socket(f, err, err_len) != 0)
+        return -1;
+    /* the sockets are handed over: only the thread uses them from here */
     if (pthread_create(&f->thread, NULL, forwarder_main, f) != 0) {
         snprintf(err, err_len, "cannot start the ledger forwarder thread");
-        forwarder_free(f);
-        return NULL;
+        fwd_close_socket(f);
+        return -1;
     }
-    return f;
+    f->started = 1;
+    return 0;
 }
 
 void sdm_forwarder_nudge(sdm_forwarder_t *self)
@@ -518,10 +816,20 @@ void sdm_forwarder_stop(sdm_forwarder_t **self_p)
     if (!self_p || !*self_p)
         return;
     sdm_forwarder_t *f = *self_p;
-    atomic_store(&f->stop, 1);
-    sdm_forwarder_nudge(f);
-    pthread_join(f->thread, NULL);
-    forwarder_free(f);
+    if (f->started) {
+        atomic_store(&f->stop, 1);
+        sdm_forwarder_nudge(f);
+        pthread_join(f->thread, NULL);
+    }
+    fwd_close_socket(f);
+    for (int i = 0; i < 2; i++)
+        if (f->nudge_pipe[i] >= 0)
+            close(f->nudge_pipe[i]);
+    if (f->client_sec)
+        sodium_free(f->client_sec); /* wipes it */
+    msgpack_sbuffer_destroy(&f->buf);
+    free(f->endpoint);
+    free(f);
     *self_p = NULL;
 }
 
@@ -537,7 +845,7 @@ void sdm_forwarder_note_stranded(const char *dir, int quiet)
     sdm_outbox_counts c;
     sdm_outbox_get_counts(ob, &c);
     if (c.pending)
-        log_line(quiet, "outbox.db holds %llu receipts and proofs not yet delivered to a ledger; "
-                 "start with --ledger to deliver them", (unsigned long long)c.pending);
+        log_line(quiet, "outbox.db holds %" PRIu64 " receipts and proofs not yet delivered to a "
+                 "ledger; start with --ledger to deliver them", c.pending);
     sdm_outbox_close(&ob);
 }

@@ -73,9 +73,15 @@ int sdm_net_load_allow(const char *path, uint8_t (**keys)[32], size_t *n_keys, c
 
 int sdm_net_read_curve_secret(const char *path, uint8_t out[32], char *err, size_t err_len)
 {
+    return sdm_net_read_curve_key("--curve-secret", path, "CURVE secret key", out, err, err_len);
+}
+
+int sdm_net_read_curve_key(const char *flag, const char *path, const char *what, uint8_t out[32],
+                           char *err, size_t err_len)
+{
     FILE *f = fopen(path, "r");
     if (!f) {
-        snprintf(err, err_len, "--curve-secret %s: %s", path, strerror(errno));
+        snprintf(err, err_len, "%s %s: %s", flag, path, strerror(errno));
         return -1;
     }
     char line[256] = "";
@@ -90,8 +96,7 @@ int sdm_net_read_curve_secret(const char *path, uint8_t out[32], char *err, size
     fclose(f);
     sodium_memzero(line, sizeof(line));
     if (rc != 0)
-        snprintf(err, err_len, "--curve-secret %s: no CURVE secret key (Z85 or hex) found",
-                 path);
+        snprintf(err, err_len, "%s %s: no %s (Z85 or hex) found", flag, path, what);
     return rc;
 }
 

@@ -22,6 +22,10 @@ int sdm_net_load_allow(const char *path, uint8_t (**keys)[32], size_t *n_keys, c
 /* Reads the first key line of a --curve-secret file. 0, or -1 with err set; the line
  * buffer is wiped. */
 int sdm_net_read_curve_secret(const char *path, uint8_t out[32], char *err, size_t err_len);
+/* The same for any key file: errors name flag and path and call the key what ("CURVE
+ * public key"). */
+int sdm_net_read_curve_key(const char *flag, const char *path, const char *what, uint8_t out[32],
+                           char *err, size_t err_len);
 
 /* 1 for endpoints that need no CURVE: tcp on 127.0.0.0/8, localhost or [::1], ipc, inproc. */
 int sdm_net_is_local_endpoint(const char *ep);

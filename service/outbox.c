@@ -4,7 +4,12 @@
  * NULL, rejected otherwise. seq is an AUTOINCREMENT rowid, so a number is never handed out
  * twice even after the newest rows were delivered and deleted (the forwarder uses it as the
  * request id on the wire). Table `counters` keeps `delivered` (and the highest ledger index
- * seen, for people reading the file), updated in the transaction that deletes a row.
+ * seen, for people reading the file), updated in the transaction that deletes the rows.
+ *
+ * Settling is one transaction for all the rows the forwarder has answers for, so a round of
+ * up to 64 answers costs one fsync rather than 64: the guarantee is the same per row (settled
+ * only after the ledger's answer, nothing settled half), and a kill -9 before the commit only
+ * means that those rows are sent again, which the ledger answers as duplicates.
  */
 #include "outbox.h"
 
@@ -53,8 +58,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     "SELECT seq, kind, entry FROM entries WHERE seq > ? AND rejected_code IS NULL"
     " ORDER BY seq LIMIT ?",
     "DELETE FROM entries WHERE seq = ? AND rejected_code IS NULL",
-    "UPDATE counters SET value = CASE name WHEN 'delivered' THEN value + 1"
-    " ELSE max(value, ?) END WHERE name IN ('delivered', 'last_index')",
+    "UPDATE counters SET value = CASE name WHEN 'delivered' THEN value + ?1"
+    " ELSE max(value, ?2) END WHERE name IN ('delivered', 'last_index')",
     "UPDATE entries SET rejected_code = ?, rejected_message = ?, rejected_at = ?"
     " WHERE seq = ? AND rejected_code IS NULL",
 };
@@ -241,42 +246,99 @@ static int step_once(sqlite3_stmt *st)
     return rc;
 }
 
-int sdm_outbox_done(sdm_outbox_t *self, uint64_t seq, uint64_t index, char *err,
-                    size_t err_len)
+int sdm_outbox_settle(sdm_outbox_t *self, sdm_outbox_settlement *items, size_t n, char *err,
+                      size_t err_len)
 {
+    if (n && !items) {
+        sdm_errf(err, err_len, "items: NULL with n = %zu", n);
+        return -1;
+    }
+    if (n > INT32_MAX) {
+        sdm_errf(err, err_len, "n: %zu rows, at most %d in one call", n, INT32_MAX);
+        return -1;
+    }
+    /* the whole call is checked before anything is written */
+    for (size_t i = 0; i < n; i++) {
+        items[i].settled = 0;
+        if (items[i].code && !items[i].code[0]) {
+            sdm_errf(err, err_len, "items[%zu].code: empty (NULL for a delivered row)", i);
+            return -1;
+        }
+    }
+    if (n == 0)
+        return 0;
     pthread_mutex_lock(&self->mu);
-    int ret = -1, changed = 0;
+    int ret = -1;
+    uint64_t done = 0, rejected = 0, last_index = 0;
+    const sqlite3_int64 at = to_db(now_ns());
     const char *what = "BEGIN";
+    size_t i = n; /* < n while a row's statement is the one failing */
     if (sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         goto out;
-    what = "deleting the row";
-    sqlite3_bind_int64(self->st[ST_DELETE], 1, to_db(seq));
-    if (step_once(self->st[ST_DELETE]) != SQLITE_DONE)
-        goto out;
-    changed = sqlite3_changes(self->db);
-    if (changed) {
-        what = "counting it delivered";
-        sqlite3_bind_int64(self->st[ST_DELIVERED], 1, to_db(index));
+    for (i = 0; i < n; i++) {
+        sdm_outbox_settlement *it = &items[i];
+        sqlite3_stmt *st;
+        if (it->code) {
+            what = "marking it rejected";
+            st = self->st[ST_REJECT];
+            sqlite3_bind_text(st, 1, it->code, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 2, it->message ? it->message : "", -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 3, at);
+            sqlite3_bind_int64(st, 4, to_db(it->seq));
+        } else {
+            what = "deleting the delivered row";
+            st = self->st[ST_DELETE];
+            sqlite3_bind_int64(st, 1, to_db(it->seq));
+        }
+        if (step_once(st) != SQLITE_DONE)
+            goto out;
+        it->settled = sqlite3_changes(self->db) ? 1 : 0;
+        if (it->settled && it->code) {
+            rejected++;
+        } else if (it->settled) {
+            if (done == 0 || it->index > last_index)
+                last_index = it->index;
+            done++;
+        }
+    }
+    i = n;
+    if (done) {
+        what = "counting them delivered";
+        sqlite3_bind_int64(self->st[ST_DELIVERED], 1, (sqlite3_int64)done);
+        sqlite3_bind_int64(self->st[ST_DELIVERED], 2, to_db(last_index));
         if (step_once(self->st[ST_DELIVERED]) != SQLITE_DONE)
             goto out;
     }
     what = "COMMIT";
+    /* WAL with synchronous=FULL: on disk when COMMIT returns; the one fsync of the round */
     if (sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         goto out;
-    ret = changed ? 1 : 0;
-    if (changed) {
-        atomic_fetch_sub(&self->pending, 1);
-        atomic_fetch_add(&self->delivered, 1);
-    }
+    ret = (int)(done + rejected);
+    atomic_fetch_sub(&self->pending, done + rejected);
+    atomic_fetch_add(&self->delivered, done);
+    atomic_fetch_add(&self->rejected, rejected);
 out:
     if (ret < 0) {
-        sdm_errf(err, err_len, OUTBOX_FILE ": marking row %" PRIu64 " delivered: %s: %s", seq,
-                 what, sqlite3_errmsg(self->db));
+        if (i < n)
+            sdm_errf(err, err_len, OUTBOX_FILE ": settling row %" PRIu64 " (%zu of %zu): %s: %s",
+                     items[i].seq, i + 1, n, what, sqlite3_errmsg(self->db));
+        else
+            sdm_errf(err, err_len, OUTBOX_FILE ": settling %zu rows: %s: %s", n, what,
+                     sqlite3_errmsg(self->db));
         if (!sqlite3_get_autocommit(self->db))
             sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+        for (size_t k = 0; k < n; k++)
+            items[k].settled = 0;
     }
     pthread_mutex_unlock(&self->mu);
     return ret;
+}
+
+int sdm_outbox_done(sdm_outbox_t *self, uint64_t seq, uint64_t index, char *err,
+                    size_t err_len)
+{
+    sdm_outbox_settlement it = {.seq = seq, .index = index};
+    return sdm_outbox_settle(self, &it, 1, err, err_len);
 }
 
 int sdm_outbox_reject(sdm_outbox_t *self, uint64_t seq, const char *code, const char *message,
@@ -286,26 +348,8 @@ int sdm_outbox_reject(sdm_outbox_t *self, uint64_t seq, const char *code, const 
         sdm_errf(err, err_len, "code: empty");
         return -1;
     }
-    pthread_mutex_lock(&self->mu);
-    sqlite3_stmt *st = self->st[ST_REJECT];
-    sqlite3_bind_text(st, 1, code, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, message ? message : "", -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, to_db(now_ns()));
-    sqlite3_bind_int64(st, 4, to_db(seq));
-    int ret;
-    if (step_once(st) != SQLITE_DONE) {
-        sdm_errf(err, err_len, OUTBOX_FILE ": marking row %" PRIu64 " rejected: %s", seq,
-                 sqlite3_errmsg(self->db));
-        ret = -1;
-    } else {
-        ret = sqlite3_changes(self->db) ? 1 : 0;
-        if (ret) {
-            atomic_fetch_sub(&self->pending, 1);
-            atomic_fetch_add(&self->rejected, 1);
-        }
-    }
-    pthread_mutex_unlock(&self->mu);
-    return ret;
+    sdm_outbox_settlement it = {.seq = seq, .code = code, .message = message};
+    return sdm_outbox_settle(self, &it, 1, err, err_len);
 }
 
 void sdm_outbox_get_counts(const sdm_outbox_t *self, sdm_outbox_counts *out)

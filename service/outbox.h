@@ -4,15 +4,15 @@
  * commits never wait on the batch store's transactions in sediment.db. With `--ledger`, the
  * worker puts every receipt and proof envelope here before it replies to the client, so an
  * acknowledged envelope reaches the ledger even after a kill -9; a forwarder thread takes
- * the oldest pending rows, sends them, and marks each one done (the ledger has it) or
- * rejected (the ledger refused it for good).
+ * the oldest pending rows, sends them, and settles each one as done (the ledger has it) or
+ * rejected (refused for good), the answers of one round together in one transaction.
  *
  * A delivered row is deleted, in the same transaction that adds one to a `delivered`
  * counter: the ledger is the permanent record of what was delivered, and keeping a copy of
  * every proof here would grow the file forever. A rejected row is kept with the ledger's code
  * and message, and is never sent again; the operator can read it with the sqlite3 shell.
  *
- * Thread-safe through one mutex of its own (not SQLite's serialized mode): `done` is two
+ * Thread-safe through one mutex of its own (not SQLite's serialized mode): `settle` is many
  * statements in one transaction, and SQLite's own mutex does not keep another thread's
  * statement out of the middle of a transaction on a shared connection. Meant for the
  * worker's ingest and compute threads putting and one forwarder thread peeking and settling.
@@ -67,16 +67,35 @@ SDM_OUTBOX_WUR int sdm_outbox_put(sdm_outbox_t *self, const char *kind, const ui
 SDM_OUTBOX_WUR int sdm_outbox_peek(sdm_outbox_t *self, uint64_t after_seq, size_t max,
                                    sdm_outbox_row_cb cb, void *ctx, char *err, size_t err_len);
 
-/* The ledger has row seq at index: the row leaves the queue and `delivered` grows by one,
- * in one transaction. Returns 1 when the row was pending, 0 when it was not (already
- * delivered or rejected, or never put: a repeated answer counts once), -1 with err set on
- * a disk failure (nothing changed). */
+/* One row's outcome, for sdm_outbox_settle. */
+typedef struct sdm_outbox_settlement {
+    uint64_t seq;
+    uint64_t index;      /* delivered: the ledger's index of the entry (kept as the highest seen) */
+    const char *code;    /* NULL: delivered; else refused for good with this code, e.g.
+                          * "unauthorized" (borrowed; non-empty) */
+    const char *message; /* with code: the reason (borrowed; may be NULL) */
+    int settled;         /* out: 1 the row was pending and is settled now; 0 it was not
+                          * (already delivered or rejected, earlier in the same call, or never
+                          * put: a repeated answer counts once) */
+} sdm_outbox_settlement;
+
+/* Settles n rows in one transaction, so one fsync for all of them. A delivered row leaves
+ * the queue and `delivered` grows by one; a rejected row stays in the file with its code, its
+ * message and the time, and is never peeked again. Call it only with the ledger's answers (or
+ * a refusal decided for good): once it returns, a row is never sent again. Returns how many
+ * rows were settled (their `settled` is 1), or -1 with err set on a bad argument (err names
+ * it, e.g. "items[2].code: empty") or a disk failure: then nothing changed, every `settled`
+ * is 0, and the rows stay pending. items is borrowed; n may be 0. */
+SDM_OUTBOX_WUR int sdm_outbox_settle(sdm_outbox_t *self, sdm_outbox_settlement *items, size_t n,
+                                     char *err, size_t err_len);
+
+/* sdm_outbox_settle for one delivered row: 1 when it was pending, 0 when it was not, -1
+ * with err set (nothing changed). */
 SDM_OUTBOX_WUR int sdm_outbox_done(sdm_outbox_t *self, uint64_t seq, uint64_t index, char *err,
                                    size_t err_len);
 
-/* The ledger refused row seq for good (code, e.g. "unauthorized", and its message, which may
- * be NULL): the row stays in the file with both and is never peeked again. Returns 1, 0 or
- * -1 as sdm_outbox_done; an empty code is -1 and changes nothing. */
+/* sdm_outbox_settle for one row refused for good (code non-empty; message may be NULL).
+ * Returns 1, 0 or -1 as sdm_outbox_done. */
 SDM_OUTBOX_WUR int sdm_outbox_reject(sdm_outbox_t *self, uint64_t seq, const char *code,
                                      const char *message, char *err, size_t err_len);
 

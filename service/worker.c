@@ -977,6 +977,17 @@ sdm_worker_t *sdm_worker_new(const sdm_worker_opts *opts, char *err, size_t err_
         snprintf(err, err_len, "libsodium failed to initialise");
         goto fail;
     }
+    /* the link's options and keys are checked before anything is made on disk */
+    if (w->opts.ledger) {
+        sdm_forwarder_opts fo = {w->opts.ledger, opts->ledger_server_key, opts->ledger_client_key,
+                                 opts->ledger_max_msg, w->opts.quiet};
+        if (!(w->forwarder = sdm_forwarder_new(&fo, err, err_len)))
+            goto fail;
+    } else if (opts->ledger_server_key || opts->ledger_client_key || opts->ledger_max_msg) {
+        snprintf(err, err_len, "%s: needs --ledger", opts->ledger_server_key ? "--ledger-server-key"
+                 : opts->ledger_client_key ? "--ledger-client-key" : "--ledger-max-msg");
+        goto fail;
+    }
     if (pipe(w->stop_pipe) != 0) {
         snprintf(err, err_len, "pipe: %s", strerror(errno));
         goto fail;
@@ -1040,8 +1051,7 @@ sdm_worker_t *sdm_worker_new(const sdm_worker_opts *opts, char *err, size_t err_
     }
     /* started before the worker listens, so that a bad --ledger endpoint stops the start;
      * it only reads the outbox, which nothing puts into before the worker threads run */
-    if (w->outbox && !(w->forwarder = sdm_forwarder_start(w->ctx, w->opts.ledger, w->outbox,
-                                                          w->opts.quiet, err, err_len)))
+    if (w->forwarder && sdm_forwarder_start(w->forwarder, w->ctx, w->outbox, err, err_len) != 0)
         goto fail;
     w->front = zmq_socket(w->ctx, ZMQ_ROUTER);
     w->replies = zmq_socket(w->ctx, ZMQ_PULL);

@@ -22,9 +22,15 @@ typedef struct sdm_worker_opts {
     const char *curve_secret;  /* file with the server's CURVE secret key (Z85), or NULL */
     const char *allow;         /* file with allowed client CURVE public keys, one a line */
     int insecure_bind;         /* allow a non-loopback endpoint without CURVE */
-    const char *ledger;        /* ledger endpoint to forward every receipt and proof to (plain
-                                * tcp or ipc, no CURVE yet), or NULL; they wait in
-                                * <data_dir>/outbox.db until the ledger has them */
+    const char *ledger;        /* ledger endpoint to forward every receipt and proof to, or
+                                * NULL; they wait in <data_dir>/outbox.db until the ledger has
+                                * them */
+    const char *ledger_server_key; /* with ledger: the ledger's CURVE public key (a file, or the
+                                    * key in Z85/hex), or NULL for a plain link */
+    const char *ledger_client_key; /* with ledger_server_key: a file with this worker's CURVE
+                                    * secret key for the link */
+    int64_t ledger_max_msg;    /* with ledger: the ledger's --max-msg; larger entries are
+                                * rejected, not sent; 0: 64 MiB, the ledger's default */
     int64_t max_msg;           /* ZMQ_MAXMSGSIZE in bytes; 0: 2 GiB */
     uint32_t queue_depth;      /* requests waiting per worker thread before `busy`; 0: 64 */
     int threads;               /* cpu threads per engine; 0: all cores */

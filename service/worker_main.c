@@ -1,21 +1,11 @@
 /* worker_main.c - `sediment-worker`: the command line of the worker service (SPEC §7). */
-#include <errno.h>
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
+#include "cliutil.h"
 #include "worker.h"
 
-static sdm_worker_t *g_worker;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    if (g_worker)
-        sdm_worker_stop(g_worker);
-}
+#define PROG "sediment-worker"
 
 static void usage(FILE *out)
 {
@@ -35,8 +25,15 @@ static void usage(FILE *out)
             "  --insecure-bind       allow a non-loopback endpoint without CURVE\n"
             "  --ledger ENDPOINT     forward every receipt and proof to this ledger; while it is\n"
             "                        down they wait in DIR/outbox.db and go when it is back.\n"
-            "                        Plain tcp or ipc only (no CURVE on this link yet): run it\n"
-            "                        over loopback or a private network\n"
+            "                        Plain unless given the next two: then CURVE\n"
+            "  --ledger-server-key FILE|KEY\n"
+            "                        the ledger's CURVE public key (its .pub file, or Z85)\n"
+            "  --ledger-client-key FILE\n"
+            "                        this worker's CURVE secret key for the link (the\n"
+            "                        ledger's --allow must list its public key)\n"
+            "  --ledger-max-msg BYTES\n"
+            "                        the ledger's --max-msg: larger entries are rejected,\n"
+            "                        not sent (default 67108864)\n"
             "  --max-msg BYTES       largest request frame (default 2147483648)\n"
             "  --queue N             requests waiting per thread before `busy` (default 64)\n"
             "  --threads N           cpu threads per engine (default: all cores)\n"
@@ -45,17 +42,15 @@ static void usage(FILE *out)
             SDM_WORKER_DEFAULT_ENDPOINT);
 }
 
-static int parse_long(const char *flag, const char *s, long long min, long long *out)
+/* sdm_cli_serve runs any server through void pointers */
+static int run_worker(void *w)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || *end || end == s || v < min) {
-        fprintf(stderr, "sediment-worker: %s: expected an integer >= %lld, got '%s'\n", flag, min, s);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    return sdm_worker_run(w);
+}
+
+static void stop_worker(void *w)
+{
+    sdm_worker_stop(w);
 }
 
 int main(int argc, char **argv)
@@ -68,6 +63,9 @@ int main(int argc, char **argv)
         {"ledger", required_argument, 0, 'L'},  {"max-msg", required_argument, 0, 'm'},
         {"queue", required_argument, 0, 'q'},   {"threads", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'Q'},         {"help", no_argument, 0, 'h'},
+        {"ledger-server-key", required_argument, 0, 'K'},
+        {"ledger-client-key", required_argument, 0, 'C'},
+        {"ledger-max-msg", required_argument, 0, 'M'},
         {0, 0, 0, 0}};
     int c;
     long long v;
@@ -77,7 +75,7 @@ int main(int argc, char **argv)
         case 'd': o.data_dir = optarg; break;
         case 'b':
             if (sdm_backend_kind_parse(optarg, &o.backend) != SDM_OK) {
-                fprintf(stderr, "sediment-worker: --backend: expected auto, cpu or cuda, got '%s'\n", optarg);
+                fprintf(stderr, PROG ": --backend: expected auto, cpu or cuda, got '%s'\n", optarg);
                 return 2;
             }
             break;
@@ -86,56 +84,48 @@ int main(int argc, char **argv)
         case 'i': o.insecure_bind = 1; break;
         case 'L':
             if (!*optarg) {
-                fprintf(stderr, "sediment-worker: --ledger: expected an endpoint such as "
+                fprintf(stderr, PROG ": --ledger: expected an endpoint such as "
                         "tcp://127.0.0.1:7720, got ''\n");
                 return 2;
             }
             o.ledger = optarg;
             break;
         case 'm':
-            if (parse_long("--max-msg", optarg, 1024, &v) != 0)
+            if (sdm_cli_int_min(PROG, "--max-msg", optarg, 1024, &v) != 0)
                 return 2;
             o.max_msg = v;
             break;
         case 'q':
-            if (parse_long("--queue", optarg, 1, &v) != 0)
+            if (sdm_cli_int_range(PROG, "--queue", optarg, 1, UINT32_MAX, &v) != 0)
                 return 2;
             o.queue_depth = (uint32_t)v;
             break;
         case 't':
-            if (parse_long("--threads", optarg, 0, &v) != 0)
+            if (sdm_cli_int_range(PROG, "--threads", optarg, 0, 4096, &v) != 0)
                 return 2;
             o.threads = (int)v;
             break;
         case 'Q': o.quiet = 1; break;
+        case 'K': o.ledger_server_key = optarg; break;
+        case 'C': o.ledger_client_key = optarg; break;
+        case 'M':
+            if (sdm_cli_int_min(PROG, "--ledger-max-msg", optarg, 1024, &v) != 0)
+                return 2;
+            o.ledger_max_msg = v;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
     }
-    if (optind < argc) {
-        fprintf(stderr, "sediment-worker: unexpected argument '%s'\n", argv[optind]);
+    if (sdm_cli_no_operands(PROG, argc, argv, optind) != 0)
         return 2;
-    }
     char err[512];
-    g_worker = sdm_worker_new(&o, err, sizeof(err));
-    if (!g_worker) {
-        fprintf(stderr, "sediment-worker: %s\n", err);
+    sdm_worker_t *w = sdm_worker_new(&o, err, sizeof(err));
+    if (!w) {
+        fprintf(stderr, PROG ": %s\n", err);
         return 1;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    printf("%s\n", sdm_worker_endpoint(g_worker));
-    fflush(stdout);
-    int rc = sdm_worker_run(g_worker);
-    signal(SIGTERM, SIG_DFL);
-    signal(SIGINT, SIG_DFL);
-    sdm_worker_t *w = g_worker;
-    g_worker = NULL;
+    int rc = sdm_cli_serve(&(sdm_cli_server){w, run_worker, stop_worker}, sdm_worker_endpoint(w));
     sdm_worker_destroy(&w);
-    return rc == 0 ? 0 : 1;
+    return rc;
 }

@@ -1,6 +1,7 @@
-/* test_outbox.c - the worker's durable outbox: FIFO order, done and reject, counts, reopening,
- * crashes (a child that exits without closing, a child killed mid-stream), two threads, and
- * bad arguments that change nothing. */
+/* test_outbox.c - the worker's durable outbox: FIFO order, done and reject, settling many rows
+ * in one transaction (all or nothing, also under SIGKILL), counts, reopening, crashes (a child
+ * that exits without closing, a child killed mid-stream), two threads, and bad arguments that
+ * change nothing. */
 #define _GNU_SOURCE
 #include <CUnit/Basic.h>
 #include <inttypes.h>
@@ -466,6 +467,301 @@ static void test_two_threads(void)
     sdm_outbox_close(&ob);
 }
 
+/* Reads one row's state from the file: 'p' pending, 'r' rejected, 'g' gone (delivered or never
+ * put), 'e' on an error. */
+static char row_state(sqlite3 *db, uint64_t seq)
+{
+    sqlite3_stmt *st = NULL;
+    char state = 'e';
+    if (sqlite3_prepare_v2(db, "SELECT rejected_code IS NOT NULL FROM entries WHERE seq = ?", -1,
+                           &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
+        int rc = sqlite3_step(st);
+        state = rc == SQLITE_ROW ? (sqlite3_column_int(st, 0) ? 'r' : 'p')
+                : rc == SQLITE_DONE ? 'g'
+                                    : 'e';
+    }
+    sqlite3_finalize(st);
+    return state;
+}
+
+static sqlite3 *open_file(const char *dir)
+{
+    char path[600];
+    snprintf(path, sizeof(path), "%s/outbox.db", dir);
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+static int64_t counter(const char *dir, const char *name)
+{
+    sqlite3 *db = open_file(dir);
+    sqlite3_stmt *st = NULL;
+    int64_t v = INT64_MIN;
+    if (db && sqlite3_prepare_v2(db, "SELECT value FROM counters WHERE name = ?", -1, &st, NULL) ==
+                  SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW)
+            v = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+/* One call settles delivered and rejected rows together; rows not pending are reported as
+ * such and change nothing; the counts and the file agree. */
+static void test_settle_many(void)
+{
+    const char *dir = test_scratch_dir("settle-many", 1);
+    sdm_outbox_t *ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    uint64_t seq[8];
+    for (uint64_t i = 0; i < 8; i++)
+        seq[i] = put_entry(ob, i);
+    char err[256] = "";
+    CU_ASSERT_EQUAL(sdm_outbox_done(ob, seq[7], 2, err, sizeof(err)), 1); /* settled before */
+    sdm_outbox_settlement it[] = {
+        {.seq = seq[0], .index = 40},
+        {.seq = seq[1], .code = "bad_request", .message = "entry.body.n: 0"},
+        {.seq = seq[2], .index = 41},
+        {.seq = seq[0], .index = 40},               /* the same answer twice in one round */
+        {.seq = 999, .index = 9},                   /* never put */
+        {.seq = seq[3], .code = "too_large"},       /* no message */
+        {.seq = seq[7], .index = 2},                /* delivered in an earlier call */
+        {.seq = seq[2], .code = "unauthorized"},    /* delivered earlier in this call */
+    };
+    const size_t n = sizeof(it) / sizeof(it[0]);
+    for (size_t k = 0; k < n; k++)
+        it[k].settled = -7; /* every one is written */
+    CU_ASSERT_EQUAL(sdm_outbox_settle(ob, it, n, err, sizeof(err)), 4);
+    static const int want[] = {1, 1, 1, 0, 0, 1, 0, 0};
+    for (size_t k = 0; k < n; k++)
+        CU_ASSERT_EQUAL(it[k].settled, want[k]);
+    ASSERT_COUNTS(ob, 3, 3, 2);
+    /* the highest index seen; `delivered` in the file is what the counts say */
+    CU_ASSERT_EQUAL(counter(dir, "last_index"), 41);
+    CU_ASSERT_EQUAL(counter(dir, "delivered"), 3);
+
+    char code[128], msg[128];
+    CU_ASSERT_FATAL(read_rejected(dir, seq[1], code, msg, sizeof(code)));
+    CU_ASSERT_STRING_EQUAL(code, "bad_request");
+    CU_ASSERT_STRING_EQUAL(msg, "entry.body.n: 0");
+    CU_ASSERT_FATAL(read_rejected(dir, seq[3], code, msg, sizeof(code)));
+    CU_ASSERT_STRING_EQUAL(code, "too_large");
+    CU_ASSERT_STRING_EQUAL(msg, "");
+    CU_ASSERT_FALSE(read_rejected(dir, seq[2], code, msg, sizeof(code))); /* delivered, gone */
+
+    seen_rows *s = peek_all(ob, 0, 100);
+    CU_ASSERT_EQUAL_FATAL(s->n, 3);
+    for (size_t k = 0; k < 3; k++) {
+        CU_ASSERT_EQUAL(s->seq[k], seq[4 + k]);
+        CU_ASSERT(row_is(s, k, 4 + k));
+    }
+    seen_free(s);
+    free(s);
+
+    /* nothing to settle is no transaction and no change */
+    CU_ASSERT_EQUAL(sdm_outbox_settle(ob, NULL, 0, err, sizeof(err)), 0);
+    ASSERT_COUNTS(ob, 3, 3, 2);
+    sdm_outbox_close(&ob);
+
+    /* and as the file says after reopening */
+    ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    ASSERT_COUNTS(ob, 3, 3, 2);
+    sdm_outbox_close(&ob);
+}
+
+/* A call is all or nothing: a bad argument anywhere, or a statement failing in the middle of
+ * the transaction, settles none of its rows, and they can be settled later. */
+static void test_settle_all_or_nothing(void)
+{
+    const char *dir = test_scratch_dir("settle-atomic", 1);
+    sdm_outbox_t *ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    uint64_t seq[4];
+    for (uint64_t i = 0; i < 4; i++)
+        seq[i] = put_entry(ob, i);
+    char err[256];
+
+    sdm_outbox_settlement bad[] = {
+        {.seq = seq[0], .index = 1},
+        {.seq = seq[1], .code = "bad_request", .message = "m"},
+        {.seq = seq[2], .code = ""},
+    };
+    err[0] = 0;
+    CU_ASSERT_EQUAL(sdm_outbox_settle(ob, bad, 3, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "items[2].code"));
+    CU_ASSERT(bad[0].settled == 0 && bad[1].settled == 0 && bad[2].settled == 0);
+    err[0] = 0;
+    CU_ASSERT_EQUAL(sdm_outbox_settle(ob, NULL, 2, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "items"));
+    ASSERT_COUNTS(ob, 4, 0, 0);
+
+    /* a trigger (someone else's, in the file) makes deleting row seq[2] fail: the rows
+     * before it in the same call, done and rejected alike, are rolled back */
+    sqlite3 *db = open_file(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    char sql[256];
+    snprintf(sql, sizeof(sql), "CREATE TRIGGER no_delete BEFORE DELETE ON entries WHEN old.seq = %"
+             PRIu64 " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END", seq[2]);
+    CU_ASSERT_EQUAL_FATAL(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sdm_outbox_settlement it[] = {
+        {.seq = seq[0], .index = 1},
+        {.seq = seq[1], .code = "unauthorized", .message = "not on the list"},
+        {.seq = seq[2], .index = 2},
+        {.seq = seq[3], .index = 3},
+    };
+    err[0] = 0;
+    CU_ASSERT_EQUAL(sdm_outbox_settle(ob, it, 4, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "refused by the test"));
+    char want_row[64];
+    snprintf(want_row, sizeof(want_row), "row %" PRIu64, seq[2]);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, want_row));
+    for (size_t k = 0; k < 4; k++)
+        CU_ASSERT_EQUAL(it[k].settled, 0);
+    ASSERT_COUNTS(ob, 4, 0, 0);
+    for (size_t k = 0; k < 4; k++)
+        CU_ASSERT_EQUAL(row_state(db, seq[k]), 'p');
+    CU_ASSERT_EQUAL(counter(dir, "delivered"), 0);
+
+    /* once the obstacle is gone the same call goes through */
+    CU_ASSERT_EQUAL_FATAL(sqlite3_exec(db, "DROP TRIGGER no_delete", NULL, NULL, NULL), SQLITE_OK);
+    CU_ASSERT_EQUAL(sdm_outbox_settle(ob, it, 4, err, sizeof(err)), 4);
+    ASSERT_COUNTS(ob, 0, 3, 1);
+    CU_ASSERT_EQUAL(row_state(db, seq[0]), 'g');
+    CU_ASSERT_EQUAL(row_state(db, seq[1]), 'r');
+    CU_ASSERT_EQUAL(counter(dir, "delivered"), 3);
+    sqlite3_close(db);
+    sdm_outbox_close(&ob);
+}
+
+/* A child settles the oldest pending rows ten at a time (every fourth one rejected),
+ * reporting the last seq of each call once it has returned, and is killed with SIGKILL
+ * (again and again, each time a new child going on from where the last one stopped). The
+ * file then holds every reported call's rows settled, the call in flight either whole or not
+ * at all, and nothing after it: never half a call. */
+#define KILL_ROWS 600
+#define KILL_BATCH 10
+
+static void test_settle_sigkill(void)
+{
+    const char *dir = test_scratch_dir("settle-kill", 1);
+    sdm_outbox_t *ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    for (uint64_t i = 0; i < KILL_ROWS; i++)
+        CU_ASSERT_EQUAL_FATAL(put_entry(ob, i), i + 1);
+    sdm_outbox_close(&ob);
+
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    srand(seed);
+    uint64_t settled_before = 0;
+    int mid_stream = 0, unreported = 0;
+    for (size_t round = 0; round < 8; round++) {
+        int fds[2];
+        CU_ASSERT_EQUAL_FATAL(pipe(fds), 0);
+        fflush(NULL);
+        pid_t pid = fork();
+        CU_ASSERT_FATAL(pid >= 0);
+        if (pid == 0) {
+            close(fds[0]);
+            char err[256];
+            sdm_outbox_t *cob = sdm_outbox_open(dir, err, sizeof(err));
+            if (!cob)
+                _exit(2);
+            for (;;) {
+                settle_ctx s = {.n = 0};
+                if (sdm_outbox_peek(cob, 0, KILL_BATCH, take_seq, &s, err, sizeof(err)) < 0)
+                    _exit(3);
+                if (s.n == 0)
+                    _exit(0);
+                sdm_outbox_settlement it[KILL_BATCH];
+                for (size_t k = 0; k < s.n; k++)
+                    it[k] = (sdm_outbox_settlement){
+                        .seq = s.seqs[k], .index = s.seqs[k],
+                        .code = s.seqs[k] % 4 == 3 ? "bad_request" : NULL,
+                        .message = s.seqs[k] % 4 == 3 ? "entry: refused" : NULL};
+                if (sdm_outbox_settle(cob, it, s.n, err, sizeof(err)) != (int)s.n)
+                    _exit(4);
+                uint64_t last = s.seqs[s.n - 1];
+                if (write(fds[1], &last, sizeof(last)) != (ssize_t)sizeof(last))
+                    _exit(5);
+            }
+        }
+        close(fds[1]);
+        /* the first kill comes at once; the others after 1 to 4 calls have returned, and a
+         * random moment into the next one */
+        uint64_t reported = settled_before, last;
+        int calls = round == 0 ? 0 : 1 + rand() % 4;
+        for (int k = 0; k < calls && read(fds[0], &last, sizeof(last)) == (ssize_t)sizeof(last);
+             k++) {
+            CU_ASSERT(last > reported);
+            reported = last;
+        }
+        usleep((useconds_t)(rand() % 1500));
+        kill(pid, SIGKILL);
+        int status = 0;
+        waitpid(pid, &status, 0);
+        CU_ASSERT((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) ||
+                  (WIFEXITED(status) && WEXITSTATUS(status) == 0));
+        while (read(fds[0], &last, sizeof(last)) == (ssize_t)sizeof(last)) {
+            CU_ASSERT(last > reported);
+            reported = last;
+        }
+        close(fds[0]);
+
+        /* the settled rows are a prefix 1..x, in whole calls */
+        sqlite3 *db = open_file(dir);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+        uint64_t x = 0, n_gone = 0, n_rej = 0, wrong = 0;
+        int prefix = 1;
+        for (uint64_t q = 1; q <= KILL_ROWS; q++) {
+            char st = row_state(db, q);
+            if (st == 'p') {
+                prefix = 0;
+                continue;
+            }
+            if (!prefix || st == 'e')
+                wrong++;
+            x = q;
+            if (st == 'g')
+                n_gone++;
+            else
+                n_rej++;
+            wrong += (st == 'r') != (q % 4 == 3);
+        }
+        sqlite3_close(db);
+        CU_ASSERT_EQUAL(wrong, 0);
+        uint64_t next = reported + KILL_BATCH > KILL_ROWS ? KILL_ROWS : reported + KILL_BATCH;
+        CU_ASSERT(x == reported || x == next);
+        if (x != reported && x != next)
+            fprintf(stderr, "\nseed %u round %zu: rows 1..%" PRIu64 " settled, %" PRIu64
+                    " reported\n", seed, round, x, reported);
+        /* the counts, as a reopened outbox reads them, say the same */
+        ob = open_ok(dir);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+        ASSERT_COUNTS(ob, KILL_ROWS - x, n_gone, n_rej);
+        sdm_outbox_close(&ob);
+        CU_ASSERT_EQUAL(counter(dir, "delivered"), (int64_t)n_gone);
+        if (x > settled_before && x < KILL_ROWS)
+            mid_stream++;
+        unreported += x != reported; /* killed between the commit and its report */
+        settled_before = x;
+        if (x == KILL_ROWS)
+            break;
+    }
+    /* some kills fell in the middle of a stream of settling, not before or after it */
+    CU_ASSERT(mid_stream >= 2);
+    printf("(%d kills mid-stream, %d after a commit not yet reported, %" PRIu64 " of %d rows "
+           "settled, seed %u) ", mid_stream, unreported, settled_before, KILL_ROWS, seed);
+}
+
 static void test_bad_arguments(void)
 {
     char err[256], dir[512];
@@ -555,6 +851,9 @@ static int register_suites(void)
         return -1;
     CU_add_test(s, "put and peek keep FIFO order and bytes", test_fifo);
     CU_add_test(s, "done and reject settle a row once", test_done_and_reject);
+    CU_add_test(s, "one call settles many rows, each once", test_settle_many);
+    CU_add_test(s, "a call settles all its rows or none", test_settle_all_or_nothing);
+    CU_add_test(s, "SIGKILL while settling never leaves half a call", test_settle_sigkill);
     CU_add_test(s, "rows, counts and numbering survive reopening", test_reopen);
     CU_add_test(s, "a writer that exits without closing loses nothing", test_exit_without_close);
     CU_add_test(s, "SIGKILL mid-stream loses nothing acknowledged", test_sigkill);

@@ -1,14 +1,19 @@
 """test_worker_ledger.py - `sediment-worker --ledger`: every receipt and proof reaches the
 ledger byte for byte, waits in the durable outbox while the ledger is down or silent, survives
-kill -9, is delivered once (the ledger's dedup turns resends into the same index), and an
-entry the ledger refuses for good is counted and not sent again. The ledger here is a fake
-that speaks SPEC §6's `append` exactly as sediment-ledger does."""
+kill -9 (also in the middle of delivering a backlog), is delivered once (the ledger's dedup
+turns resends into the same index), and an entry the ledger refuses for good is counted and not
+sent again, as is one too large for the ledger's --max-msg. Most tests use a fake ledger that
+speaks SPEC §6's `append` exactly as sediment-ledger does; the rest run sediment-ledger itself,
+plain and with CURVE (right keys deliver; a wrong server key, a client key not on the ledger's
+allow-list or a plain link hold the entries in the outbox until the keys are right)."""
 import base64
 import hashlib
 import os
 import socket
 import sqlite3
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -93,6 +98,7 @@ class FakeLedger:
         self.keys = []       # the key sets of the requests
         self.answers = []    # every answer sent
         self.answering = True
+        self.delay = 0.0     # seconds spent on each append (a slow ledger)
         self.refuse = lambda env: None
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.ROUTER)
@@ -109,6 +115,8 @@ class FakeLedger:
             frames = self.sock.recv_multipart()
             ident, payload = frames[0], frames[-1]
             assert frames[1] == b"", frames
+            if self.delay:
+                time.sleep(self.delay)
             rep = self.handle(payload)
             if rep is not None:
                 self.sock.send_multipart([ident, b"", msgpack.packb(rep, use_bin_type=True)])
@@ -196,6 +204,68 @@ def ledger_stats(c):
 def counts(c):
     s = ledger_stats(c)
     return s["pending"], s["delivered"], s["rejected"]
+
+
+def outbox_rows(data):
+    """(seq, kind, entry, rejected_code, rejected_message) of every row left in outbox.db."""
+    db = sqlite3.connect(os.path.join(data, "outbox.db"))
+    try:
+        return db.execute("SELECT seq, kind, entry, rejected_code, rejected_message FROM entries "
+                          "ORDER BY seq").fetchall()
+    finally:
+        db.close()
+
+
+def outbox_counter(data, name):
+    db = sqlite3.connect(os.path.join(data, "outbox.db"))
+    try:
+        return db.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def big_attribute(c, queries=60, model="m"):
+    """A proof of many queries: about 12.7 KB, over a ledger's --max-msg of 4096."""
+    rep, raw = call_raw(c, "attribute", model=model,
+                        query_features={"c0": matrix(np.ones((queries, K), np.float32))},
+                        topk=3, request_id="big")
+    return raw["proof"]
+
+
+class LoudWorker(Worker):
+    """A worker without --quiet whose log (standard error) goes to a file, for the tests that
+    check what it tells an operator."""
+
+    def start(self, listen="tcp://127.0.0.1:0"):
+        self.log_path = os.path.abspath(self.data) + ".log"  # beside the data dir
+        cmd = [os.path.join(BIN, self.exe), "--listen", listen, "--data", self.data,
+               "--backend", "cpu"] + self.args
+        env = dict(os.environ)
+        env.setdefault("OMP_NUM_THREADS", "2")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env)
+        line = self.proc.stdout.readline().decode().strip()
+        if not line.startswith("tcp://"):
+            self.proc.wait(10)
+            raise RuntimeError("worker did not start: %r (exit %s): %s" %
+                               (line, self.proc.returncode, self.log()))
+        self.endpoint = line
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+
+def curve_keys(d, name):
+    """A CURVE key pair in d/name.key (0600) and d/name.pub, as `sediment keygen --curve`
+    writes them; returns (public, secret) as Z85 bytes."""
+    pub, sec = zmq.curve_keypair()
+    fd = os.open(os.path.join(d, name + ".key"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(sec + b"\n")
+    with open(os.path.join(d, name + ".pub"), "wb") as f:
+        f.write(pub + b"\n")
+    return pub, sec
 
 
 class LedgerLink(unittest.TestCase):
@@ -333,6 +403,18 @@ class LedgerLink(unittest.TestCase):
         time.sleep(0.5)
         self.assertEqual(self.ledger.sends(sent[1]), 1)
         self.assertEqual(self.stop_worker()[0], 0)
+        # the operator's way back (docs/worker.md): with the worker stopped, the row is
+        # queued again in the sqlite3 shell, and the next start delivers it
+        self.ledger.refuse = lambda env: None
+        db = sqlite3.connect(os.path.join(self.w.data, "outbox.db"))
+        db.execute("UPDATE entries SET rejected_code = NULL, rejected_message = NULL, rejected_at = NULL "
+                   "WHERE rejected_code = 'unauthorized'")
+        db.commit()
+        db.close()
+        self.restart_worker()
+        wait_for(lambda: counts(self.c) == (0, 3, 0), what="the requeued row delivered")
+        self.assertEqual(self.ledger.entries(), [sent[0], sent[2], sent[1]])
+        self.assertEqual(self.stop_worker()[0], 0)
 
     # busy (and internal) are transient: sent again with backoff until accepted
     def test_busy_is_retried(self):
@@ -384,6 +466,61 @@ class LedgerLink(unittest.TestCase):
         self.restart_worker()
         wait_for(lambda: counts(self.c) == (0, 4, 0), what="the 4th delivered after the restart")
         self.assertEqual(self.ledger.entries(), sent + [more])
+        self.assertEqual(self.stop_worker()[0], 0)
+
+
+    # a backlog answered together: deliveries, a refusal and a transient error in the same
+    # rounds are each settled as the ledger said, and the counters agree with the ledger
+    def test_mixed_answers_settled_together(self):
+        self.start_worker()
+        register(self.c)
+        sent = [contribute(self.c, b) for b in range(12)]
+        self.assertEqual(counts(self.c), (12, 0, 0))
+        tries = {}
+
+        def refuse(env):
+            tries[env] = tries.get(env, 0) + 1
+            if env == sent[4]:
+                return ("bad_request", "entry.body.n: refused by the test")
+            if env == sent[7] and tries[env] == 1:
+                return ("busy", "try later")
+            return None
+
+        self.ledger = FakeLedger(self.ep)
+        self.ledger.refuse = refuse
+        wait_for(lambda: counts(self.c) == (0, 11, 1), what="11 delivered, 1 rejected")
+        want = [e for i, e in enumerate(sent) if i != 4]
+        log = self.ledger.entries()
+        self.assertEqual(sorted(log), sorted(want))  # each once (the busy one after its retry)
+        self.assertEqual(self.ledger.sends(sent[4]), 1)
+        self.assertEqual(self.ledger.sends(sent[7]), 2)
+        rows = outbox_rows(self.w.data)
+        self.assertEqual([(r[2], r[3], r[4]) for r in rows],
+                         [(sent[4], "bad_request", "entry.body.n: refused by the test")])
+        self.assertEqual(outbox_counter(self.w.data, "delivered"), 11)
+        self.assertEqual(outbox_counter(self.w.data, "last_index"), 10)
+        self.assertEqual(self.stop_worker()[0], 0)
+
+    # kill -9 in the middle of delivering a backlog: rows settled in a round that had not
+    # committed are sent again and answered as duplicates; none is lost or logged twice, and
+    # `delivered` counts each once
+    def test_kill9_mid_backlog(self):
+        n = 150
+        self.start_worker()
+        register(self.c)
+        sent = [contribute(self.c, b) for b in range(n)]
+        self.ledger = FakeLedger(self.ep)
+        self.ledger.delay = 0.004  # about 0.6 s for the backlog: time to kill in the middle
+        got = wait_for(lambda: (lambda k: k if k[1] >= 20 else None)(counts(self.c)),
+                       what="20 delivered")
+        self.w.kill9()
+        self.assertGreater(got[0], 0, "the kill came after the whole backlog was delivered")
+        self.ledger.delay = 0.0
+        self.restart_worker()
+        wait_for(lambda: counts(self.c) == (0, n, 0), what="the backlog delivered after the restart")
+        self.assertEqual(self.ledger.entries(), sent)
+        self.assertEqual(outbox_rows(self.w.data), [])
+        self.assertEqual(outbox_counter(self.w.data, "delivered"), n)
         self.assertEqual(self.stop_worker()[0], 0)
 
 
@@ -450,6 +587,299 @@ class RealLedger(unittest.TestCase):
                 led.close()
 
 
+    def ledger_size(self, led, curve=None):
+        c = Raw(led.endpoint, curve=curve)
+        try:
+            rep = c.call("info")
+            assert rep["ok"], rep
+            return rep["size"]
+        finally:
+            c.close()
+
+    # an entry whose append is over the ledger's --max-msg: the ledger would drop the
+    # connection without an answer, so the worker, told the limit, rejects it itself (once,
+    # kept in outbox.db) and the entries after it go on
+    def test_entry_over_the_ledgers_max_msg_is_rejected_not_resent(self):
+        from ledgerproc import Ledger
+        led = Ledger(args=["--max-msg", "4096"])
+        w = LoudWorker(args=["--ledger", led.endpoint, "--ledger-max-msg", "4096"])
+        c = Raw(w.endpoint)
+        try:
+            register(c)
+            r0 = contribute(c, 0)
+            proof = big_attribute(c)
+            self.assertGreater(len(proof), 4096)
+            r1 = contribute(c, 1)
+            wait_for(lambda: counts(c) == (0, 2, 1), what="2 delivered, the proof rejected")
+            self.assertEqual([self.entry(led, i) for i in range(2)], [r0, r1])
+            rows = outbox_rows(w.data)
+            self.assertEqual(len(rows), 1)
+            seq, kind, entry, code, message = rows[0]
+            self.assertEqual((kind, entry, code), ("proof", proof, "too_large"))
+            self.assertIn("--ledger-max-msg", message)
+            self.assertIn("4096", message)
+            self.assertIn("outbox row %d not sent" % seq, w.log())
+            time.sleep(1.0)
+            self.assertEqual(counts(c), (0, 2, 1))
+            self.assertEqual(self.ledger_size(led), 2)
+            c.close()
+            self.assertEqual(w.stop(), 0)
+            # a restart neither sends it nor forgets it
+            w.start()
+            c = Raw(w.endpoint)
+            self.assertEqual(counts(c), (0, 2, 1))
+            time.sleep(0.5)
+            self.assertEqual(self.ledger_size(led), 2)
+            self.assertEqual(len(outbox_rows(w.data)), 1)
+            c.close()
+            self.assertEqual(w.stop(), 0)
+        finally:
+            w.close()
+            led.close()
+
+    # the limit is the one the ledger applies: a request of exactly --max-msg bytes is sent
+    # and logged, one byte over it is rejected by the worker
+    def test_max_msg_boundary_matches_the_ledger(self):
+        from ledgerproc import Ledger
+        # a proof's size depends only on the request (fixed-width time, keys and scores)
+        w = Worker()
+        c = Raw(w.endpoint)
+        try:
+            register(c)
+            contribute(c, 0)
+            size = len(big_attribute(c))
+        finally:
+            c.close()
+            w.close()
+        # {"id": 2, "op": "append", "entry": ...}: 21 bytes around the envelope
+        limit = size + 21
+        led = Ledger(args=["--max-msg", str(limit)])
+        try:
+            for worker_limit, want in [(limit, (0, 2, 0)), (limit - 1, (0, 1, 1))]:
+                w = Worker(args=["--ledger", led.endpoint, "--ledger-max-msg", str(worker_limit)])
+                c = Raw(w.endpoint)
+                try:
+                    before = self.ledger_size(led)
+                    register(c)
+                    contribute(c, 0)
+                    proof = big_attribute(c)
+                    self.assertEqual(len(proof), size)
+                    wait_for(lambda: counts(c) == want, what="%s at --ledger-max-msg %d" % (want, worker_limit))
+                    self.assertEqual(self.ledger_size(led), before + want[1])
+                    if want[1] == 2:
+                        self.assertEqual(self.entry(led, before + 1), proof)
+                    else:
+                        self.assertEqual([r[3] for r in outbox_rows(w.data)], ["too_large"])
+                finally:
+                    c.close()
+                    w.close()
+        finally:
+            led.close()
+
+    # what a ledger whose --max-msg is below the worker's --ledger-max-msg does to such an
+    # entry: it drops the connection without an answer. The entry stays pending (kept, sent
+    # again after each 5 s of silence), and the entries after it are still delivered.
+    def test_max_msg_mismatch_holds_the_entry(self):
+        from ledgerproc import Ledger
+        led = Ledger(args=["--max-msg", "4096"])
+        w = Worker(args=["--ledger", led.endpoint])  # the default --ledger-max-msg, 64 MiB
+        c = Raw(w.endpoint)
+        try:
+            register(c)
+            r0 = contribute(c, 0)
+            proof = big_attribute(c)
+            r1 = contribute(c, 1)
+            wait_for(lambda: counts(c) == (1, 2, 0), what="the receipts delivered")
+            self.assertEqual([self.entry(led, i) for i in range(2)], [r0, r1])
+            self.assertEqual([(r[1], r[2], r[3]) for r in outbox_rows(w.data)],
+                             [("proof", proof, None)])
+            time.sleep(1.0)
+            self.assertEqual(counts(c), (1, 2, 0))
+            self.assertEqual(self.ledger_size(led), 2)
+            c.close()
+            self.assertEqual(w.stop(), 0)
+        finally:
+            w.close()
+            led.close()
+
+    # a backlog left by an earlier run goes to the ledger in order, each entry once. With
+    # SDM_LINK_RATE_N=2000 it doubles as the delivery-rate measurement (printed, not asserted)
+    def test_backlog_delivery(self):
+        from ledgerproc import Ledger
+        n = int(os.environ.get("SDM_LINK_RATE_N", "200"))
+        ep = free_endpoint()
+        w = Worker(args=["--ledger", ep])
+        c = Raw(w.endpoint)
+        led = None
+        try:
+            register(c)
+            sent = [contribute(c, b) for b in range(n)]
+            self.assertEqual(counts(c), (n, 0, 0))
+            c.close()
+            self.assertEqual(w.stop(), 0)
+            led = Ledger()
+            self.assertEqual(led.stop(), 0)
+            led.start(listen=ep)
+            w.start()
+            c = Raw(w.endpoint)
+            first = counts(c)[1]
+            t0 = time.monotonic()
+            wait_for(lambda: counts(c) == (0, n, 0), timeout=60, what="the backlog delivered")
+            dt = time.monotonic() - t0
+            sys.stderr.write("\n(backlog of %d receipts: %d delivered before the first look, the "
+                             "other %d in %.3f s, %.0f rows/s) " % (n, first, n - first, dt,
+                                                                     (n - first) / max(dt, 1e-9)))
+            self.assertEqual(self.ledger_size(led), n)
+            for i in sorted({0, n // 2, n - 1}):
+                self.assertEqual(self.entry(led, i), sent[i])
+            self.assertEqual(outbox_rows(w.data), [])
+            c.close()
+            self.assertEqual(w.stop(), 0)
+        finally:
+            w.close()
+            if led:
+                led.close()
+
+
+@unittest.skipUnless(os.path.exists(os.path.join(BIN, "sediment-ledger")), "sediment-ledger not built")
+class CurveLink(unittest.TestCase):
+    """The worker->ledger link with CURVE, against sediment-ledger started with --curve-secret
+    and an allow-list."""
+
+    def setUp(self):
+        from ledgerproc import Ledger
+        self.tmp = tempfile.TemporaryDirectory(prefix="sdm-curve-link-")
+        self.d = self.tmp.name
+        self.keys = {name: curve_keys(self.d, name)
+                     for name in ("ledger", "worker", "reader", "other", "wserver")}
+        with open(self.path("ledger-allow"), "wb") as f:
+            f.write(b"# the worker's link and the test's reader\n%s\n%s\n"
+                    % (self.keys["worker"][0], self.keys["reader"][0]))
+        with open(self.path("worker-allow"), "wb") as f:
+            f.write(self.keys["reader"][0] + b"\n")
+        self.led = Ledger(args=["--curve-secret", self.path("ledger.key"),
+                                "--allow", self.path("ledger-allow")])
+        self.w = None
+        self.c = None
+
+    def tearDown(self):
+        if self.c:
+            self.c.close()
+        if self.w:
+            self.w.close()
+        self.led.close()
+        self.tmp.cleanup()
+
+    def path(self, name):
+        return os.path.join(self.d, name)
+
+    def reader(self, server="ledger"):
+        return (self.keys[server][0], self.keys["reader"][0], self.keys["reader"][1])
+
+    def ledger_entries(self):
+        c = Raw(self.led.endpoint, curve=self.reader())
+        try:
+            size = c.call("info")["size"]
+            out = []
+            for i in range(size):
+                c.send_bytes(msgpack.packb({"op": "entry", "id": 100 + i, "index": i}, use_bin_type=True))
+                assert c.sock.poll(30000)
+                out.append(raw_fields(c.sock.recv_multipart()[-1])["entry"])
+            return out
+        finally:
+            c.close()
+
+    def link_args(self, server_key=None, client_key="worker.key"):
+        return ["--ledger", self.led.endpoint,
+                "--ledger-server-key", server_key or self.path("ledger.pub"),
+                "--ledger-client-key", self.path(client_key)]
+
+    # the right keys: everything arrives, byte for byte; the worker's own socket is CURVE too
+    # (its ZAP handler shares the context with the link's client socket)
+    def test_curve_link_delivers(self):
+        # the ledger really is CURVE: a plain client gets nowhere
+        plain = Raw(self.led.endpoint, timeout_ms=500)
+        with self.assertRaises(TimeoutError):
+            plain.call("info")
+        plain.close()
+        self.w = LoudWorker(args=self.link_args() + [
+            "--curve-secret", self.path("wserver.key"), "--allow", self.path("worker-allow")])
+        self.c = Raw(self.w.endpoint, curve=self.reader("wserver"))
+        register(self.c)
+        sent = [contribute(self.c, 0), contribute(self.c, 1), attribute(self.c)]
+        wait_for(lambda: counts(self.c) == (0, 3, 0), what="3 delivered over CURVE")
+        self.assertEqual(self.ledger_entries(), sent)
+        log = self.w.log()
+        self.assertIn("CURVE, with the client key %s" % self.keys["worker"][0].decode(), log)
+        self.assertNotIn("handshake failed", log)
+        self.assertNotIn("not a loopback", log)
+        self.c.close()
+        self.c = None
+        self.assertEqual(self.w.stop(), 0)
+
+    # a plain link, a wrong server key, a client key not on the allow-list: nothing is
+    # delivered, the rows stay pending, the log says what to fix; then the right keys (the
+    # server key given as Z85 text this time) deliver every one of them, once
+    def test_wrong_keys_hold_the_rows_until_the_right_ones(self):
+        self.w = LoudWorker(args=["--ledger", self.led.endpoint])
+        self.c = Raw(self.w.endpoint)
+        register(self.c)
+        sent = []
+        attempts = [
+            ([], "a CURVE ledger needs --ledger-server-key and --ledger-client-key"),
+            (self.link_args(client_key="other.key"),
+             "its --allow file must list %s" % self.keys["other"][0].decode()),
+            (self.link_args(server_key=self.path("other.pub")),
+             "is --ledger-server-key the ledger's public key"),
+        ]
+        for i, (args, hint) in enumerate(attempts):
+            if i:
+                self.c.close()
+                self.assertEqual(self.w.stop(), 0)
+                self.w.args = ["--ledger", self.led.endpoint] + args[2:]
+                self.w.start()
+                self.c = Raw(self.w.endpoint)
+            sent.append(contribute(self.c, i))
+            wait_for(lambda: hint in self.w.log(), what="the log line: " + hint)
+            time.sleep(0.5)
+            self.assertEqual(counts(self.c), (len(sent), 0, 0), hint)
+            rows = outbox_rows(self.w.data)
+            self.assertEqual([(r[2], r[3]) for r in rows], [(e, None) for e in sent])
+            self.assertEqual(self.ledger_entries(), [])
+        self.c.close()
+        self.assertEqual(self.w.stop(), 0)
+        self.w.args = self.link_args(server_key=self.keys["ledger"][0].decode())
+        self.w.start()
+        self.c = Raw(self.w.endpoint)
+        wait_for(lambda: counts(self.c) == (0, 3, 0), what="the 3 held rows delivered")
+        self.assertEqual(self.ledger_entries(), sent)
+        self.assertEqual(outbox_rows(self.w.data), [])
+        self.c.close()
+        self.c = None
+        self.assertEqual(self.w.stop(), 0)
+
+    # the ledger refuses the worker's client key, and then its operator adds the key and
+    # restarts it: the running worker notices (libzmq gives up on a refused handshake, so the
+    # forwarder makes a new socket after 5 s of not getting through) and delivers
+    def test_allow_list_fixed_while_the_worker_runs(self):
+        self.w = LoudWorker(args=self.link_args(client_key="other.key"))
+        self.c = Raw(self.w.endpoint)
+        register(self.c)
+        sent = [contribute(self.c, 0), contribute(self.c, 1)]
+        wait_for(lambda: "its --allow file must list" in self.w.log(), what="the refusal logged")
+        self.assertEqual(counts(self.c), (2, 0, 0))
+        with open(self.path("ledger-allow"), "ab") as f:
+            f.write(self.keys["other"][0] + b"\n")
+        self.assertEqual(self.led.stop(), 0)
+        self.led.start(listen=self.led.endpoint)
+        wait_for(lambda: counts(self.c) == (0, 2, 0), timeout=20, what="delivery after the fix")
+        self.assertEqual(self.ledger_entries(), sent)
+        self.assertIn("handshake succeeded (CURVE)", self.w.log())
+        self.c.close()
+        self.c = None
+        self.assertEqual(self.w.stop(), 0)
+
+
 class Options(unittest.TestCase):
     def test_stats_without_ledger_has_no_ledger_key(self):
         w = Worker()
@@ -478,8 +908,75 @@ class Options(unittest.TestCase):
     def test_help_mentions_ledger(self):
         p = subprocess.run([os.path.join(BIN, "sediment-worker"), "--help"], capture_output=True, timeout=30)
         self.assertEqual(p.returncode, 0)
-        self.assertIn(b"--ledger ENDPOINT", p.stdout)
+        for opt in [b"--ledger ENDPOINT", b"--ledger-server-key", b"--ledger-client-key", b"--ledger-max-msg"]:
+            self.assertIn(opt, p.stdout)
         self.assertIn(b"CURVE", p.stdout)
+
+    # each bad combination or value stops the start, names the option, and makes nothing
+    def test_bad_ledger_link_options(self):
+        with tempfile.TemporaryDirectory() as d:
+            pub, _ = curve_keys(d, "ledger")
+            curve_keys(d, "worker")
+            open(os.path.join(d, "empty"), "w").close()
+            ep = "tcp://127.0.0.1:7720"
+            server = ["--ledger-server-key", os.path.join(d, "ledger.pub")]
+            client = ["--ledger-client-key", os.path.join(d, "worker.key")]
+            cases = [
+                (["--ledger", ep] + server, "--ledger-client-key: needed with --ledger-server-key"),
+                (["--ledger", ep] + client, "--ledger-server-key: needed with --ledger-client-key"),
+                (server + client, "--ledger-server-key: needs --ledger"),
+                (["--ledger-max-msg", "4096"], "--ledger-max-msg: needs --ledger"),
+                (["--ledger", ep, "--ledger-server-key", "not-a-key"] + client,
+                 "--ledger-server-key not-a-key: neither a file nor a CURVE public key"),
+                (["--ledger", ep, "--ledger-server-key", pub.decode()[:-1]] + client,
+                 "--ledger-server-key"),
+                (["--ledger", ep, "--ledger-server-key", os.path.join(d, "empty")] + client,
+                 "no CURVE public key"),
+                (["--ledger", ep] + server + ["--ledger-client-key", os.path.join(d, "missing.key")],
+                 "--ledger-client-key %s" % os.path.join(d, "missing.key")),
+                (["--ledger", ep] + server + ["--ledger-client-key", os.path.join(d, "empty")],
+                 "no CURVE secret key"),
+                (["--ledger", ep, "--ledger-max-msg", "100"], "--ledger-max-msg"),
+                (["--ledger", ep, "--ledger-max-msg", "lots"], "--ledger-max-msg"),
+                # the queue and thread counts are range-checked, not cut to their C types
+                (["--queue", "4294967297"], "--queue: expected an integer from 1 to 4294967295"),
+                (["--queue", "0"], "--queue"),
+                (["--threads", "4097"], "--threads: expected an integer from 0 to 4096"),
+                (["--threads", "-1"], "--threads"),
+            ]
+            for args, msg in cases:
+                data = os.path.join(d, "data")
+                p = subprocess.run([os.path.join(BIN, "sediment-worker"), "--listen", "tcp://127.0.0.1:0",
+                                    "--data", data, "--backend", "cpu"] + args,
+                                   capture_output=True, timeout=60)
+                self.assertNotEqual(p.returncode, 0, args)
+                self.assertIn(msg, p.stderr.decode(), args)
+                self.assertEqual(p.stdout, b"", args)
+                self.assertFalse(os.path.exists(data), args)
+
+    # the warning is for a plain link off loopback only; a CURVE link names its client key
+    def test_plain_link_off_loopback_warns(self):
+        with tempfile.TemporaryDirectory() as d:
+            pub, _ = curve_keys(d, "ledger")
+            wpub, _ = curve_keys(d, "worker")
+            far = "tcp://192.0.2.1:7720"  # TEST-NET-1: never answers, the worker does not care
+            runs = [
+                (["--ledger", far], "not a loopback address, and the link is plain"),
+                (["--ledger", far, "--ledger-server-key", pub.decode(), "--ledger-client-key",
+                  os.path.join(d, "worker.key")], "CURVE, with the client key " + wpub.decode()),
+                (["--ledger", "tcp://127.0.0.1:7720"], None),
+            ]
+            for i, (args, want) in enumerate(runs):
+                w = LoudWorker(data=os.path.join(d, "data%d" % i), args=args)
+                try:
+                    self.assertEqual(w.stop(), 0)
+                    log = w.log()
+                    if want:
+                        self.assertIn(want, log)
+                    if want is None or "CURVE" in want:
+                        self.assertNotIn("not a loopback", log)
+                finally:
+                    w.close()
 
 
 if __name__ == "__main__":
