@@ -158,10 +158,19 @@ static char *name_dup(const msgpack_object *o)
     return s;
 }
 
-/* "<path>.<key>", or "<key>" at the top. */
+/* "<path>.<key>", or "<key>" at the top, cut at PATH_CAP - 1 bytes (a message's field
+ * name, so a cut is harmless; copied by hand, since snprintf's truncation warning cannot
+ * tell an intended cut from a mistake). */
 static void child(char *out, const char *path, const char *key)
 {
-    snprintf(out, PATH_CAP, "%s%s%s", path, *path ? "." : "", key);
+    size_t n = 0;
+    for (const char *p = path; *p && n < PATH_CAP - 1; p++)
+        out[n++] = *p;
+    if (*path && n < PATH_CAP - 1)
+        out[n++] = '.';
+    for (const char *p = key; *p && n < PATH_CAP - 1; p++)
+        out[n++] = *p;
+    out[n] = '\0';
 }
 
 /* "<path>[i]"; the path is cut short rather than the index lost. */
