@@ -40,6 +40,11 @@ if [ "$WHAT" != bench ]; then
             echo "gpu-check: $t failed" >&2
         fi
         tail -n 12 "$OUTDIR/$t.log" >&2
+        # on a GPU machine a suite that found no device checked nothing: that is a failure here
+        if grep -q "no usable CUDA device\|no CUDA device: skipping" "$OUTDIR/$t.log"; then
+            fail=1
+            echo "gpu-check: $t found no usable CUDA device" >&2
+        fi
     done
 fi
 
