@@ -2607,52 +2607,6 @@ static int audit_entry(void *ctx, uint64_t index, const uint8_t *env, size_t env
 }
 
 /* --workers: 64 hex digits a line, '#' comments and blank lines skipped (as the ledger's). */
-static int load_worker_keys(const char *path, uint8_t (**keys)[32], size_t *n, char *err,
-                            size_t err_len)
-{
-    *keys = NULL;
-    *n = 0;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, err_len, "--workers %s: %s", path, strerror(errno));
-        return -1;
-    }
-    char line[512];
-    int lineno = 0, rc = 0;
-    while (fgets(line, sizeof(line), f)) {
-        lineno++;
-        line[strcspn(line, "#\r\n")] = 0;
-        char *s = trim(line);
-        if (!*s)
-            continue;
-        uint8_t(*p)[32] = realloc(*keys, (*n + 1) * sizeof(*p));
-        if (!p) {
-            snprintf(err, err_len, "--workers: out of memory");
-            rc = -1;
-            break;
-        }
-        *keys = p;
-        if (strlen(s) != 64 || sdm_unhex(s, (*keys)[*n], 32) != 0) {
-            snprintf(err, err_len, "--workers %s:%d: not a worker public key (64 hex digits)", path,
-                     lineno);
-            rc = -1;
-            break;
-        }
-        (*n)++;
-    }
-    fclose(f);
-    if (rc == 0 && *n == 0) {
-        snprintf(err, err_len, "--workers %s: no keys", path);
-        rc = -1;
-    }
-    if (rc != 0) {
-        free(*keys);
-        *keys = NULL;
-        *n = 0;
-    }
-    return rc;
-}
-
 static int cmd_audit(globals *g, int argc, char **argv)
 {
     const char *ledger = NULL, *cp_file = NULL, *workers_file = NULL, *window_s = NULL,
@@ -2689,7 +2643,7 @@ static int cmd_audit(globals *g, int argc, char **argv)
     uint8_t(*workers)[32] = NULL;
     size_t n_workers = 0;
     if (workers_file &&
-        load_worker_keys(workers_file, &workers, &n_workers, err, sizeof(err)) != 0) {
+        sdm_worker_keys_load("--workers", workers_file, &workers, &n_workers, err, sizeof(err)) != 0) {
         free(t.resolved);
         return local_error("%s", err);
     }

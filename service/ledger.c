@@ -692,47 +692,6 @@ int sdm_ledger_run(sdm_ledger_t *self)
 /* ---- lifecycle ----------------------------------------------------------------------- */
 
 /* --workers: one hex Ed25519 public key a line; '#' comments and blank lines skipped. */
-static int load_workers(sdm_ledger_t *l, const char *path, char *err, size_t err_len)
-{
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, err_len, "--workers %s: %s", path, strerror(errno));
-        return -1;
-    }
-    char line[512];
-    int lineno = 0, rc = 0;
-    while (fgets(line, sizeof(line), f)) {
-        lineno++;
-        line[strcspn(line, "\r\n")] = 0;
-        char *s = line;
-        while (*s == ' ' || *s == '\t')
-            s++;
-        if (*s == 0 || *s == '#')
-            continue;
-        s[strcspn(s, " \t#")] = 0;
-        uint8_t (*p)[SDM_PK_LEN] = realloc(l->workers, (l->n_workers + 1) * sizeof(*p));
-        if (!p) {
-            snprintf(err, err_len, "--workers: out of memory");
-            rc = -1;
-            break;
-        }
-        l->workers = p;
-        if (strlen(s) != 2 * SDM_PK_LEN || sdm_unhex(s, l->workers[l->n_workers], SDM_PK_LEN)) {
-            snprintf(err, err_len, "--workers %s:%d: not a worker public key (64 hex digits)",
-                     path, lineno);
-            rc = -1;
-            break;
-        }
-        l->n_workers++;
-    }
-    fclose(f);
-    if (rc == 0 && l->n_workers == 0) {
-        snprintf(err, err_len, "--workers %s: no keys (nothing could be appended)", path);
-        rc = -1;
-    }
-    return rc;
-}
-
 static char *dupstr(const char *s)
 {
     return s ? strdup(s) : NULL;
@@ -796,7 +755,8 @@ sdm_ledger_t *sdm_ledger_new(const sdm_ledger_opts *opts, char *err, size_t err_
     }
     fcntl(l->stop_pipe[1], F_SETFL, O_NONBLOCK);
     if (l->opts.workers) {
-        if (load_workers(l, l->opts.workers, err, err_len) != 0)
+        if (sdm_worker_keys_load("--workers", l->opts.workers, &l->workers, &l->n_workers, err,
+                                 err_len) != 0)
             goto fail;
     } else {
         l->any_worker = 1;

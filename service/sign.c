@@ -71,6 +71,52 @@ int sdm_unhex(const char *hex, uint8_t *out, size_t n)
     return 0;
 }
 
+int sdm_worker_keys_load(const char *flag, const char *path, uint8_t (**keys)[SDM_PK_LEN],
+                         size_t *n, char *err, size_t err_len)
+{
+    *keys = NULL;
+    *n = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, err_len, "%s %s: %s", flag, path, strerror(errno));
+        return -1;
+    }
+    char line[512];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *s = line + strspn(line, " \t");
+        s[strcspn(s, " \t#\r\n")] = 0;
+        if (!*s)
+            continue;
+        uint8_t (*p)[SDM_PK_LEN] = realloc(*keys, (*n + 1) * sizeof(*p));
+        if (!p) {
+            snprintf(err, err_len, "%s: out of memory", flag);
+            rc = -1;
+            break;
+        }
+        *keys = p;
+        if (strlen(s) != 2 * SDM_PK_LEN || sdm_unhex(s, (*keys)[*n], SDM_PK_LEN) != 0) {
+            snprintf(err, err_len, "%s %s:%d: not a worker public key (64 hex digits)", flag,
+                     path, lineno);
+            rc = -1;
+            break;
+        }
+        (*n)++;
+    }
+    fclose(f);
+    if (rc == 0 && *n == 0) {
+        snprintf(err, err_len, "%s %s: no keys", flag, path);
+        rc = -1;
+    }
+    if (rc != 0) {
+        free(*keys);
+        *keys = NULL;
+        *n = 0;
+    }
+    return rc;
+}
+
 /* ---- digests ------------------------------------------------------------------------------ */
 
 static void put_le64(uint8_t *p, uint64_t v)

@@ -41,6 +41,14 @@ void sdm_keypair_destroy(sdm_keypair **self_p);
 void sdm_hex(const uint8_t *bytes, size_t n, char *out);
 int sdm_unhex(const char *hex, uint8_t *out, size_t n);
 
+/* Reads a list of worker public keys (the ledger's --workers, the CLI audit's --workers):
+ * one key a line as 64 hex digits; blank lines, '#' and what follows it, and anything after
+ * the key's first blank (a label) are ignored. On success *keys is a malloc'd array of *n >= 1
+ * keys and 0 is returned; else -1 with a message naming flag and the file (and its line) in
+ * err, and nothing allocated. */
+int sdm_worker_keys_load(const char *flag, const char *path, uint8_t (**keys)[SDM_PK_LEN],
+                         size_t *n, char *err, size_t err_len);
+
 /* SPEC §4 digests (SHA-256). */
 void sdm_digest_ids(const uint64_t *ids, uint64_t n, uint8_t out[SDM_HASH_LEN]);     /* LE u64 */
 void sdm_digest_weights(const double *w, uint64_t n, uint8_t out[SDM_HASH_LEN]);     /* LE f64; n=0 or w=NULL: of nothing */

@@ -192,6 +192,57 @@ static void expect_refused(const char *name, const char *contents, mode_t mode,
     CU_ASSERT_EQUAL(st.st_mode & 0777, mode);
 }
 
+/* Writes text to tmp_dir/name and loads it as a worker key list. */
+static int load_keys_text(const char *name, const char *text, uint8_t (**keys)[SDM_PK_LEN],
+                          size_t *n, char *err, size_t err_len)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", tmp_dir, name);
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(text, f);
+    fclose(f);
+    return sdm_worker_keys_load("--workers", path, keys, n, err, err_len);
+}
+
+/* One parser for the ledger's and the audit's --workers: comments, labels, CRLF, blank lines;
+ * a bad line is named, an empty list refused, nothing left allocated on failure. */
+static void test_worker_keys_file(void)
+{
+    char a[65], b[65], text[512], err[512];
+    uint8_t ka[SDM_PK_LEN], kb[SDM_PK_LEN];
+    memset(ka, 0xa1, sizeof(ka));
+    memset(kb, 0x0b, sizeof(kb));
+    sdm_hex(ka, SDM_PK_LEN, a);
+    sdm_hex(kb, SDM_PK_LEN, b);
+    uint8_t (*keys)[SDM_PK_LEN] = NULL;
+    size_t n = 0;
+    snprintf(text, sizeof(text), "# workers\n\n  %s   worker-a # the first\r\n\t%s#b\n   \n", a,
+             b);
+    CU_ASSERT_EQUAL_FATAL(load_keys_text("good", text, &keys, &n, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL_FATAL(n, 2);
+    CU_ASSERT_EQUAL(memcmp(keys[0], ka, SDM_PK_LEN), 0);
+    CU_ASSERT_EQUAL(memcmp(keys[1], kb, SDM_PK_LEN), 0);
+    free(keys);
+
+    snprintf(text, sizeof(text), "%s\n%.63s\n", a, b); /* line 2 is one digit short */
+    CU_ASSERT_EQUAL(load_keys_text("short", text, &keys, &n, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NULL(keys);
+    CU_ASSERT_EQUAL(n, 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "--workers"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "short:2: not a worker public key"));
+    snprintf(text, sizeof(text), "%.63sg\n", a);
+    CU_ASSERT_EQUAL(load_keys_text("nothex", text, &keys, &n, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "nothex:1"));
+    CU_ASSERT_EQUAL(load_keys_text("empty", "# nobody\n\n", &keys, &n, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "no keys"));
+    CU_ASSERT_EQUAL(sdm_worker_keys_load("--workers", "/nonexistent/workers.txt", &keys, &n, err,
+                                         sizeof(err)),
+                    -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "/nonexistent/workers.txt"));
+    CU_ASSERT_PTR_NULL(keys);
+}
+
 static void test_bad_key_files(void)
 {
     /* a good key's text, to damage */
@@ -1172,6 +1223,7 @@ static int register_suites(void)
     CU_add_test(s, "key create, load", test_key_create_and_load);
     CU_add_test(s, "bad key files are refused and left alone", test_bad_key_files);
     CU_add_test(s, "hex", test_hex);
+    CU_add_test(s, "worker key lists", test_worker_keys_file);
     CU_add_test(s, "digests", test_digests);
     CU_add_test(s, "envelope round trip and tampering", test_envelope_round_trip);
     CU_add_test(s, "malformed envelopes", test_malformed_envelopes);
