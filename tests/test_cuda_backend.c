@@ -390,7 +390,8 @@ static void tk_free(tk_world *w)
 static int tk_present(const tk_world *w, size_t nck, uint64_t e)
 {
     for (size_t c = 0; c < nck; c++)
-        if (e < w->n_ex_map[c] && w->ex_row[c][e] >= 0)
+        if (e < w->n_ex_map[c] && w->ex_row[c][e] >= 0 &&
+            (uint64_t)w->ex_row[c][e] < w->n_rows[c])
             return 1;
     return 0;
 }
@@ -558,6 +559,25 @@ static void test_topk_one_ckpt(void) { run_topk_cases(1); }
 
 static void test_topk_two_ckpts(void) { run_topk_cases(2); }
 
+/* Rows past the snapshot (n_rows) belong to examples that came after it: absent there, as on
+ * the cpu backend. B's snapshot ends at row 150, so examples 250..279 are left with their
+ * rows in A only and 280..299 with none. */
+static void test_topk_rows_past_snapshot(void)
+{
+    tk_world w, snap;
+    tk_build(&w);
+    snap = w;
+    snap.n_rows[1] = 150;
+    {
+        const uint32_t topks[] = {1, 7, tk_count_present(&snap, 2)};
+        for (size_t t = 0; t < 3; t++)
+            for (size_t s = 0; s < 3; s++)
+                for (int cached = 0; cached < 2; cached++)
+                    check_topk(&snap, 2, topks[t], k_workspaces[s], cached);
+    }
+    tk_free(&w);
+}
+
 /* The cache grows with the store: a first call on a prefix, a second on everything. */
 static void test_topk_cache_growth(void)
 {
@@ -619,6 +639,7 @@ int main(void)
         !CU_add_test(suite, "topk_pass one checkpoint", test_topk_one_ckpt) ||
         !CU_add_test(suite, "topk_pass two checkpoints", test_topk_two_ckpts) ||
         !CU_add_test(suite, "topk_pass cache growth", test_topk_cache_growth) ||
+        !CU_add_test(suite, "topk_pass rows past the snapshot", test_topk_rows_past_snapshot) ||
         !CU_add_test(suite, "topk_pass topk too large", test_topk_too_many)) {
         CU_cleanup_registry();
         return (int)CU_get_error();

@@ -308,6 +308,13 @@ static size_t tp_device_bytes(uint64_t mc, uint32_t T, uint32_t k, size_t nck, s
     return b;
 }
 
+/* Example e's row at a checkpoint, or -1 when it has none in the snapshot. */
+static int64_t tp_row(const sdm_pass_ckpt *p, uint64_t e)
+{
+    const int64_t r = e < p->n_ex_map ? p->ex_row[e] : -1;
+    return r >= 0 && (uint64_t)r < p->n_rows ? r : -1;
+}
+
 sdm_status sdm_cuda_topk_pass(sdm_backend *be, const sdm_pass *pass)
 {
     sdm_cuda_ctx *ctx = (sdm_cuda_ctx *)be->ctx;
@@ -342,22 +349,12 @@ sdm_status sdm_cuda_topk_pass(sdm_backend *be, const sdm_pass *pass)
                                 (unsigned long long)m, k);
     SDM_TRY(sdm_cuda_enter(be));
 
-    /* Present examples, and every mapped row inside its snapshot, before any work. */
+    /* Present examples before any work. A row past the snapshot (n_rows) came after it:
+     * that example is absent at this checkpoint, as on the cpu backend. */
     for (uint64_t e = 0; e < n_ex; e++) {
         int present = 0;
-        for (size_t c = 0; c < nck; c++) {
-            const sdm_pass_ckpt *p = &pass->ckpts[c];
-            if (e < p->n_ex_map && p->ex_row[e] >= 0) {
-                if ((uint64_t)p->ex_row[e] >= p->n_rows) {
-                    st = sdm_backend_fail(be, SDM_ERR_INTERNAL,
-                                          "topk_pass: example %llu maps to row %lld of %llu",
-                                          (unsigned long long)e, (long long)p->ex_row[e],
-                                          (unsigned long long)p->n_rows);
-                    goto done;
-                }
-                present = 1;
-            }
-        }
+        for (size_t c = 0; c < nck; c++)
+            present |= tp_row(&pass->ckpts[c], e) >= 0;
         n_present += (uint64_t)present;
     }
     if (topk > n_present) {
@@ -460,11 +457,11 @@ sdm_status sdm_cuda_topk_pass(sdm_backend *be, const sdm_pass *pass)
                 float *sc = (float *)(mh + lay.scale) + c * T;
                 int64_t *ix = (int64_t *)(mh + lay.idx) + c * T;
                 int any = 0, contiguous = Tc == T;
-                const int64_t r0 = e0 < p->n_ex_map ? p->ex_row[e0] : -1;
+                const int64_t r0 = tp_row(p, e0);
                 hi = e0 < p->n_ex_map ? (uint32_t)(p->n_ex_map - e0 < Tc ? p->n_ex_map - e0 : Tc)
                                       : 0;
                 for (uint32_t t = 0; t < T; t++) {
-                    const int64_t r = t < hi ? p->ex_row[e0 + t] : -1;
+                    const int64_t r = t < hi ? tp_row(p, e0 + t) : -1;
                     ix[t] = r;
                     sc[t] = r >= 0 ? p->row_scale[r] : 0.0f;
                     if (r >= 0) {
