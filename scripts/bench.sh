@@ -1,8 +1,15 @@
 #!/bin/sh
 # bench.sh - builds sediment and runs its engine benchmark: projection and attribution on
 # the default backend (cuda when a device is usable, else cpu) next to same-run baselines,
-# and the numpy implementation of the same maths. Extra arguments go to sediment-bench.
+# and the numpy implementation of the same maths. Extra arguments go to sediment-bench
+# (`build/bin/sediment-bench --help` lists them).
 set -eu
+case "${1:-}" in
+-h | --help)
+    sed -n '2,/^set -eu/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+esac
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 [ -x "$(command -v nvcc || true)" ] || [ ! -x /usr/local/cuda/bin/nvcc ] || PATH="$PATH:/usr/local/cuda/bin"

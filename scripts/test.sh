@@ -1,7 +1,14 @@
 #!/bin/sh
 # test.sh - configures, builds and runs every test with CTest (the README's test command).
-# CUDA suites register only when a device is present; without nvcc the build is cpu-only.
+# The cuda suites check something only when a device is present (without one they say so);
+# without nvcc the build is cpu-only.
 set -eu
+case "${1:-}" in
+-h | --help)
+    sed -n '2,/^set -eu/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+esac
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 [ -x "$(command -v nvcc || true)" ] || [ ! -x /usr/local/cuda/bin/nvcc ] || PATH="$PATH:/usr/local/cuda/bin"
