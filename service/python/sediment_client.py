@@ -146,15 +146,19 @@ class _Connection:
         self._next_id = 1
         self._connect()
 
-    def _connect(self):
-        sock = self._ctx.socket(zmq.REQ)
+    def _socket(self, kind):
+        """A socket of kind connected to the endpoint, with this connection's CURVE keys."""
+        sock = self._ctx.socket(kind)
         sock.setsockopt(zmq.LINGER, 0)
         if self._server_key is not None:
             sock.curve_serverkey = self._server_key
             sock.curve_publickey = self.curve_public
             sock.curve_secretkey = self._curve_secret
         sock.connect(self.endpoint)
-        self._sock = sock
+        return sock
+
+    def _connect(self):
+        self._sock = self._socket(zmq.REQ)
 
     def close(self):
         if self._sock is not None:
@@ -385,13 +389,7 @@ class LedgerClient(_Connection):
             raise ValueError("start, stop: need 0 <= start <= stop, got %d, %d" % (start, stop))
         if not 1 <= window <= 1024:
             raise ValueError("window: 1 .. 1024, got %d" % window)
-        sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
-        if self._server_key is not None:
-            sock.curve_serverkey = self._server_key
-            sock.curve_publickey = self.curve_public
-            sock.curve_secretkey = self._curve_secret
-        sock.connect(self.endpoint)
+        sock = self._socket(zmq.DEALER)
         first_id = self._next_id  # the request for entry i has id first_id + (i - start)
         self._next_id += stop - start
         wait_ms = None if self.timeout is None else int(self.timeout * 1000)
