@@ -21,6 +21,7 @@
 #include <sodium.h>
 #include <zmq.h>
 
+#include "client_internal.h"
 #include "errmsg.h"
 #include "merkle.h"
 #include "note.h"
@@ -1798,6 +1799,51 @@ static sdm_client_status ledger_call(sdm_client_t *c, msgpack_sbuffer *sb, uint6
     return SDM_CLIENT_OK;
 }
 
+sdm_client_status sdm_client_check_reply(const char *op, const sdm_reply_t *reply, uint64_t id,
+                                         char *err, size_t err_len)
+{
+    static const struct {
+        const char *op;
+        const field_rule *rules;
+        reply_check_fn more;
+    } ops[] = {
+        {"info", s_info_rules, NULL},
+        {"register", s_register_rules, NULL},
+        {"contribute", s_contribute_rules, NULL},
+        {"attribute", s_attribute_rules, NULL},
+        {"stats", s_stats_rules, NULL},
+        {"ledger_info", s_ledger_info_rules, ledger_info_bad},
+        {"append", s_append_rules, append_bad},
+        {"checkpoint", s_checkpoint_rules, NULL},
+        {"entry", s_entry_rules, NULL},
+        {"inclusion", s_inclusion_rules, hashes_bad},
+        {"consistency", s_consistency_rules, hashes_bad},
+        {"history", s_history_rules, history_bad},
+        {"rewards", s_rewards_rules, rewards_bad},
+    };
+    /* a client that never connects: check_reply only records its verdict in it */
+    sdm_client_t c;
+    memset(&c, 0, sizeof(c));
+    sdm_client_status st = client_fail(&c, SDM_CLIENT_BAD_ARGUMENT, "op: unknown");
+    if (!reply)
+        st = client_fail(&c, SDM_CLIENT_BAD_ARGUMENT, "reply: NULL");
+    for (size_t i = 0; reply && op && i < sizeof(ops) / sizeof(ops[0]); i++) {
+        if (strcmp(op, ops[i].op) != 0)
+            continue;
+        c.last_error[0] = 0;
+        st = check_reply(&c, reply, id, ops[i].rules);
+        char buf[96];
+        const char *bad =
+            st == SDM_CLIENT_OK && ops[i].more ? ops[i].more(reply, buf, sizeof(buf)) : NULL;
+        if (bad)
+            st = client_fail(&c, SDM_CLIENT_BAD_REPLY, "reply: '%s' missing or of the wrong type",
+                             bad);
+        break;
+    }
+    sdm_errf(err, err_len, "%s", c.last_error);
+    return st;
+}
+
 /* Starts an empty request buffer with its packer. */
 static void request_init(msgpack_sbuffer *sb, msgpack_packer *pk)
 {
@@ -1821,25 +1867,49 @@ sdm_client_status sdm_client_ledger_info(sdm_client_t *self, sdm_reply_t **out)
     return ledger_call(self, &sb, id, s_ledger_info_rules, ledger_info_bad, out);
 }
 
+/* The envelope goes into an append request as it is, so it must be exactly one msgpack
+ * array: anything else would corrupt the request map around it. 0, or -1 with the client's
+ * error set (naming append k when k is given). */
+static int envelope_arg_bad(sdm_client_t *c, const uint8_t *env, size_t env_len, const uint64_t *k)
+{
+    char where[48] = "";
+    if (k)
+        snprintf(where, sizeof(where), "append %" PRIu64 ": ", *k);
+    size_t pos = 0;
+    if (!env || env_len == 0 ||
+        !((env[0] >= 0x90 && env[0] <= 0x9f) || env[0] == 0xdc || env[0] == 0xdd)) {
+        client_fail(c, SDM_CLIENT_BAD_ARGUMENT, "%sentry: not a msgpack array", where);
+        return -1;
+    }
+    if (mp_skip(env, env_len, &pos, 1) != 0 || pos != env_len) {
+        client_fail(c, SDM_CLIENT_BAD_ARGUMENT,
+                    "%sentry: not exactly one msgpack array (%zu bytes)", where, env_len);
+        return -1;
+    }
+    return 0;
+}
+
+/* Packs an append request of a checked envelope; returns its id. */
+static uint64_t pack_append_request(sdm_client_t *c, msgpack_sbuffer *sb, const uint8_t *env,
+                                    size_t env_len)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    uint64_t id = pack_head(c, &pk, "append", 1);
+    pack_str(&pk, "entry");
+    msgpack_sbuffer_write(sb, (const char *)env, env_len);
+    return id;
+}
+
 sdm_client_status sdm_client_ledger_append(sdm_client_t *self, const uint8_t *env, size_t env_len,
                                            sdm_reply_t **out)
 {
     *out = NULL;
-    /* the envelope goes into the request as it is, so it must be exactly one msgpack array:
-     * anything else would corrupt the request map around it */
-    size_t pos = 0;
-    if (!env || env_len == 0 ||
-        !((env[0] >= 0x90 && env[0] <= 0x9f) || env[0] == 0xdc || env[0] == 0xdd))
-        return client_fail(self, SDM_CLIENT_BAD_ARGUMENT, "entry: not a msgpack array");
-    if (mp_skip(env, env_len, &pos, 1) != 0 || pos != env_len)
-        return client_fail(self, SDM_CLIENT_BAD_ARGUMENT,
-                           "entry: not exactly one msgpack array (%zu bytes)", env_len);
+    if (envelope_arg_bad(self, env, env_len, NULL))
+        return SDM_CLIENT_BAD_ARGUMENT;
     msgpack_sbuffer sb;
-    msgpack_packer pk;
-    request_init(&sb, &pk);
-    uint64_t id = pack_head(self, &pk, "append", 1);
-    pack_str(&pk, "entry");
-    msgpack_sbuffer_write(&sb, (const char *)env, env_len);
+    msgpack_sbuffer_init(&sb);
+    uint64_t id = pack_append_request(self, &sb, env, env_len);
     return ledger_call(self, &sb, id, s_append_rules, append_bad, out);
 }
 
@@ -2011,6 +2081,96 @@ sdm_client_status sdm_client_ledger_entries(sdm_client_t *self, uint64_t from, u
             const uint8_t *env = sdm_reply_envelope(*p, &len);
             int stop = fn(ctx, done, env, len);
             sdm_reply_destroy(p);
+            done++;
+            if (stop)
+                goto out;
+        }
+    }
+out:
+    for (unsigned i = 0; i < window; i++)
+        sdm_reply_destroy(&slot[i]);
+    free(slot);
+    if (sent > done)
+        client_reset(self); /* drop the replies still on their way */
+    if (st == SDM_CLIENT_OK) {
+        self->last_status = SDM_CLIENT_OK;
+        self->last_error[0] = 0;
+    }
+    return st;
+}
+
+sdm_client_status sdm_client_ledger_appends(sdm_client_t *self, uint64_t n, unsigned window,
+                                            sdm_client_envelope_fn next,
+                                            sdm_client_append_fn on_reply, void *ctx)
+{
+    if (!next || !on_reply)
+        return client_fail(self, SDM_CLIENT_BAD_ARGUMENT, "%s: NULL", !next ? "next" : "on_reply");
+    if (window == 0)
+        window = DEFAULT_ENTRY_WINDOW;
+    if (window > MAX_ENTRY_WINDOW)
+        window = MAX_ENTRY_WINDOW;
+    /* slot[k % window] holds a reply that came before its turn (a refused append is answered
+     * without waiting for the commit of those before it) */
+    sdm_reply_t **slot = calloc(window, sizeof(*slot));
+    if (!slot)
+        return client_fail(self, SDM_CLIENT_NOMEM, "out of memory");
+    uint64_t first_id = self->next_id; /* append k has id first_id + k */
+    uint64_t sent = 0, done = 0;
+    sdm_client_status st = SDM_CLIENT_OK;
+    while (done < n) {
+        while (sent < n && sent - done < window) {
+            const uint8_t *env = NULL;
+            size_t env_len = 0;
+            if (next(ctx, sent, &env, &env_len) != 0) {
+                st = client_fail(self, SDM_CLIENT_BAD_ARGUMENT,
+                                 "append %" PRIu64 ": the caller stopped the run", sent);
+                goto out;
+            }
+            if (envelope_arg_bad(self, env, env_len, &sent)) {
+                st = SDM_CLIENT_BAD_ARGUMENT;
+                goto out;
+            }
+            msgpack_sbuffer sb;
+            msgpack_sbuffer_init(&sb);
+            uint64_t id = pack_append_request(self, &sb, env, env_len);
+            if (id != first_id + sent) {
+                msgpack_sbuffer_destroy(&sb);
+                st = client_fail(self, SDM_CLIENT_INTERNAL, "request ids out of step");
+                goto out;
+            }
+            if ((st = client_send(self, &sb)) != SDM_CLIENT_OK)
+                goto out;
+            sent++;
+        }
+        sdm_reply_t *r;
+        if ((st = client_recv(self, &r)) != SDM_CLIENT_OK)
+            goto out;
+        const val *rid = map_get(&r->root, "id");
+        uint64_t k =
+            rid && rid->type == VAL_UINT && rid->u >= first_id ? rid->u - first_id : UINT64_MAX;
+        if (k < done || k >= sent || slot[k % window]) {
+            sdm_reply_destroy(&r);
+            st = client_fail(self, SDM_CLIENT_BAD_REPLY,
+                             "reply id does not echo any append in flight");
+            goto out;
+        }
+        char buf[96];
+        const char *bad = NULL;
+        if ((st = check_reply(self, r, rid->u, s_append_rules)) == SDM_CLIENT_OK &&
+            (bad = append_bad(r, buf, sizeof(buf))) != NULL)
+            st = client_fail(self, SDM_CLIENT_BAD_REPLY, "reply: '%s' missing or of the wrong type",
+                             bad);
+        if (st != SDM_CLIENT_OK) {
+            sdm_reply_destroy(&r);
+            char msg[sizeof(self->last_error)];
+            snprintf(msg, sizeof(msg), "%s", self->last_error);
+            client_fail(self, st, "append %" PRIu64 ": %s", k, msg);
+            goto out;
+        }
+        slot[k % window] = r;
+        while (done < sent && slot[done % window]) {
+            int stop = on_reply(ctx, done, slot[done % window]);
+            sdm_reply_destroy(&slot[done % window]);
             done++;
             if (stop)
                 goto out;

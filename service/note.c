@@ -32,13 +32,28 @@ const char *sdm_note_status_str(sdm_note_status s)
 
 /* ---- base64 (RFC 4648 standard alphabet, padded) ----------------------------------------- */
 
+/* Whether b64[0..len) holds only the alphabet and '='. libsodium 1.0.18 decodes every byte
+ * above 0x7f as some digit (found by tests/fuzz/fuzz_reply.c), so it cannot be left to it. */
+static int b64_alphabet(const char *b64, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)b64[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/' || c == '='))
+            return 0;
+    }
+    return 1;
+}
+
 /* Decodes exactly n bytes of b64[0..len) (no whitespace, canonical padding): 0 or -1. */
 static int b64_decode_exact(const char *b64, size_t len, uint8_t *out, size_t n)
 {
     size_t got = 0;
     const char *end = NULL;
-    /* libsodium rejects bad characters, missing padding and non-zero trailing bits; we also
-     * insist that it consumed everything and produced exactly n bytes */
+    if (!b64_alphabet(b64, len))
+        return -1;
+    /* libsodium rejects missing padding and non-zero trailing bits; we also insist that it
+     * consumed everything and produced exactly n bytes */
     if (sodium_base642bin(out, n, b64, len, NULL, &got, &end, sodium_base64_VARIANT_ORIGINAL) !=
         0)
         return -1;
@@ -49,7 +64,8 @@ static int b64_decode_exact(const char *b64, size_t len, uint8_t *out, size_t n)
 static int b64_decode(const char *b64, size_t len, uint8_t *out, size_t cap, size_t *n)
 {
     const char *end = NULL;
-    if (sodium_base642bin(out, cap, b64, len, NULL, n, &end, sodium_base64_VARIANT_ORIGINAL) != 0)
+    if (!b64_alphabet(b64, len) ||
+        sodium_base642bin(out, cap, b64, len, NULL, n, &end, sodium_base64_VARIANT_ORIGINAL) != 0)
         return -1;
     return end == b64 + len ? 0 : -1;
 }

@@ -2320,7 +2320,7 @@ static void test_cli_ledger(void)
     snprintf(vkfile, sizeof(vkfile), "%s", scratch("ledger.vkey"));
     snprintf(junk, sizeof(junk), "%s", scratch("junk.note"));
     const char *cmds[] = {"ledger-info", "ledger-key", "checkpoint", "prove",  "consistency",
-                          "audit",       "append",     "history",    "rewards"};
+                          "audit",       "append",     "history",    "rewards", "mirror"};
     for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
         CU_ASSERT_EQUAL(cli("%s --help", cmds[i]), 0);
         char *o = cli_output("out");

@@ -280,6 +280,28 @@ SDM_NODISCARD sdm_client_status sdm_client_ledger_entries(sdm_client_t *self, ui
                                                           uint64_t to, unsigned window,
                                                           sdm_client_entry_fn fn, void *ctx);
 
+/* Supplies the envelope of append k (0, 1, ...) of sdm_client_ledger_appends: its exact
+ * bytes, one msgpack array, borrowed until fn is called again or the run ends. Returns 0, or
+ * anything else to stop the run. */
+typedef int (*sdm_client_envelope_fn)(void *ctx, uint64_t k, const uint8_t **env, size_t *env_len);
+/* Called with the reply of append k (fields as sdm_client_ledger_append's), in the order the
+ * appends were sent; the reply is borrowed for the call. Returns 0 to go on, anything else
+ * to stop. */
+typedef int (*sdm_client_append_fn)(void *ctx, uint64_t k, const sdm_reply_t *reply);
+
+/* Appends n envelopes with up to `window` appends in flight (0: 64; at most 1024). The
+ * ledger logs the appends of one connection in the order they were sent and commits those
+ * in flight together, so this is many times faster than one append at a time. Each reply is
+ * checked as sdm_client_ledger_append checks it. Returns SDM_CLIENT_OK once on_reply has
+ * seen n replies or asked to stop, else the first failure, its message naming k: the
+ * ledger's error for append k, no reply, or SDM_CLIENT_BAD_ARGUMENT when next stopped or
+ * gave bytes that are not one msgpack array (that one is not sent). Appends already sent
+ * after a failed one may still be applied; their replies are dropped. */
+SDM_NODISCARD sdm_client_status sdm_client_ledger_appends(sdm_client_t *self, uint64_t n,
+                                                          unsigned window,
+                                                          sdm_client_envelope_fn next,
+                                                          sdm_client_append_fn on_reply, void *ctx);
+
 /* The array of 32-byte hashes at path ("hashes" of an inclusion or consistency reply) into
  * out[0..max). 0 and *n, or -1 when absent, not such an array, or longer than max. */
 int sdm_reply_hashes(const sdm_reply_t *self, const char *path, uint8_t (*out)[32], size_t max,

@@ -689,7 +689,9 @@ class RealLedger(unittest.TestCase):
             r0 = contribute(c, 0)
             proof = big_attribute(c)
             r1 = contribute(c, 1)
-            wait_for(lambda: counts(c) == (1, 2, 0), what="the receipts delivered")
+            # r1 goes through only in a resend round where it does not follow the proof on the
+            # connection the ledger drops; under load that can take a few 5 s rounds
+            wait_for(lambda: counts(c) == (1, 2, 0), timeout=90, what="the receipts delivered")
             self.assertEqual([self.entry(led, i) for i in range(2)], [r0, r1])
             self.assertEqual([(r[1], r[2], r[3]) for r in outbox_rows(w.data)],
                              [("proof", proof, None)])
