@@ -475,6 +475,8 @@ static void test_checkpoint_parse(void)
         {"o\n5\nICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj9=\n", 0, "root"}, /* trailing bits */
         {"o\n5\nICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8=\r\n", 0, "root"},
         {"o\n5\nICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8_\n", 0, "root"}, /* URL alphabet */
+        /* a byte above 0x7f where a digit goes (libsodium 1.0.18 decodes it as one) */
+        {"o\n5\nICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9P" "\xe9" "8=\n", 0, "root"},
         {"o\n5\n" ROOT_B64 "\n\n", 0, "extension"},
         {"o\n5\n" ROOT_B64 "\next", 0, "extension"},
     };
