@@ -1770,17 +1770,6 @@ static int check_failed(const globals *g, int rc, const char *fmt, ...)
     return rc;
 }
 
-/* Strips surrounding whitespace in place; returns the start. */
-static char *trim(char *s)
-{
-    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
-        s++;
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
-        s[--n] = 0;
-    return s;
-}
-
 /* Checks the trust options before anything is fetched; reads --vkey-file. 0 or an exit
  * status (message printed). */
 static int trust_prepare(trust_opts *t)
@@ -1799,7 +1788,7 @@ static int trust_prepare(trust_opts *t)
         if (read_file(t->vkey_file, 4096, &b, &len, err, sizeof(err)) != 0)
             return local_error("--vkey-file %s", err);
         int has_nul = memchr(b, 0, len) != NULL;
-        char *k = trim((char *)b);
+        char *k = sdm_trim((char *)b);
         if (has_nul || strchr(k, '\n') || !*k) {
             free(b);
             return local_error("--vkey-file %s: expected one line, the verifier key", t->vkey_file);
@@ -2076,7 +2065,7 @@ static int cmd_ledger_key(globals *g, int argc, char **argv)
             text[len] = 0;
         }
         free(b);
-        char *hex = trim(text);
+        char *hex = sdm_trim(text);
         if (strlen(hex) != 64 || sdm_unhex(hex, key, 32) != 0)
             return local_error("%s: not a public key (64 hex digits)", path);
         origin = origin_opt ? strdup(origin_opt) : stored_origin(data, err, sizeof(err));

@@ -105,3 +105,13 @@ int sdm_make_dir(const char *path, int *made, char *err, size_t err_len)
     }
     return 0;
 }
+
+char *sdm_trim(char *s)
+{
+    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
+        s[--n] = 0;
+    return s;
+}

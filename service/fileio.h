@@ -25,4 +25,8 @@ int sdm_fsync_parent(const char *path);
  * 0, or -1 with err set. */
 int sdm_make_dir(const char *path, int *made, char *err, size_t err_len);
 
+/* Strips spaces, tabs and line ends from both ends of s in place (a line or a small file read
+ * as text: a key, a verifier key); returns the first kept character. */
+char *sdm_trim(char *s);
+
 #endif /* SDM_SERVICE_FILEIO_H */

@@ -176,16 +176,6 @@ static int write_atomic(const sdm_mirror_t *m, const char *name, const char *tex
     return 0;
 }
 
-static char *trim(char *s)
-{
-    while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
-        s++;
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
-        s[--n] = 0;
-    return s;
-}
-
 /* Reads and verifies `vkey` and `checkpoint`. */
 static sdm_mirror_status load_state(sdm_mirror_t *m, char *err, size_t err_len)
 {
@@ -205,7 +195,7 @@ static sdm_mirror_status load_state(sdm_mirror_t *m, char *err, size_t err_len)
         return SDM_MIRROR_DAMAGED;
     }
     int has_nul = memchr(key, 0, key_len) != NULL;
-    char *k = trim(key);
+    char *k = sdm_trim(key);
     if (has_nul || strchr(k, '\n') || !*k) {
         free(key);
         sdm_errf(err, err_len, "%s/vkey: expected one line, the verifier key", m->dir);
