@@ -2018,38 +2018,38 @@ sdm_client_status sdm_client_ledger_rewards(sdm_client_t *self, uint64_t pool,
 #define DEFAULT_ENTRY_WINDOW 64
 #define MAX_ENTRY_WINDOW 1024
 
-sdm_client_status sdm_client_ledger_entries(sdm_client_t *self, uint64_t from, uint64_t to,
-                                            unsigned window, sdm_client_entry_fn fn, void *ctx)
+/* One pipelined run of n requests k = 0 .. n-1, up to `window` in flight (0: the default, at
+ * most MAX_ENTRY_WINDOW). Request k gets id first_id + k; replies may come in any order and
+ * wait in slot[k % window] until the ones before them are handed over, in order. */
+typedef struct pipeline {
+    const char *name;   /* "entry", "append": messages name request base + k */
+    const char *echoes; /* what a stray reply id fails to echo */
+    uint64_t base;
+    /* packs and sends request k (id must be *id's expected value); a status with a message */
+    sdm_client_status (*send)(sdm_client_t *c, void *ctx, uint64_t k, uint64_t want_id);
+    /* checks reply k beyond its id; a status with a message */
+    sdm_client_status (*check)(sdm_client_t *c, void *ctx, sdm_reply_t *r, uint64_t id);
+    /* hands reply k over (it is destroyed afterwards); non-zero stops the run */
+    int (*deliver)(void *ctx, uint64_t k, sdm_reply_t *r);
+    void *ctx;
+} pipeline;
+
+static sdm_client_status pipeline_run(sdm_client_t *self, const pipeline *pl, uint64_t n,
+                                      unsigned window)
 {
-    if (!fn)
-        return client_fail(self, SDM_CLIENT_BAD_ARGUMENT, "fn: NULL");
-    if (from > to)
-        return client_fail(self, SDM_CLIENT_BAD_ARGUMENT,
-                           "from: %" PRIu64 " is beyond to: %" PRIu64, from, to);
     if (window == 0)
         window = DEFAULT_ENTRY_WINDOW;
     if (window > MAX_ENTRY_WINDOW)
         window = MAX_ENTRY_WINDOW;
-    /* slot[(index - from) % window] holds a reply that came before its turn; the ledger
-     * answers reads in order, but nothing here depends on it */
     sdm_reply_t **slot = calloc(window, sizeof(*slot));
     if (!slot)
         return client_fail(self, SDM_CLIENT_NOMEM, "out of memory");
-    uint64_t first_id = self->next_id; /* request for index from + k has id first_id + k */
-    uint64_t sent = from, done = from;
+    uint64_t first_id = self->next_id;
+    uint64_t sent = 0, done = 0;
     sdm_client_status st = SDM_CLIENT_OK;
-    while (done < to) {
-        while (sent < to && sent - done < window) {
-            msgpack_sbuffer sb;
-            msgpack_sbuffer_init(&sb);
-            uint64_t id = pack_entry_request(self, &sb, sent);
-            if (id != first_id + (sent - from)) {
-                /* ids count up one per request: this cannot happen */
-                msgpack_sbuffer_destroy(&sb);
-                st = client_fail(self, SDM_CLIENT_INTERNAL, "request ids out of step");
-                goto out;
-            }
-            if ((st = client_send(self, &sb)) != SDM_CLIENT_OK)
+    while (done < n) {
+        while (sent < n && sent - done < window) {
+            if ((st = pl->send(self, pl->ctx, sent, first_id + sent)) != SDM_CLIENT_OK)
                 goto out;
             sent++;
         }
@@ -2057,30 +2057,26 @@ sdm_client_status sdm_client_ledger_entries(sdm_client_t *self, uint64_t from, u
         if ((st = client_recv(self, &r)) != SDM_CLIENT_OK)
             goto out;
         const val *rid = map_get(&r->root, "id");
-        uint64_t index = rid && rid->type == VAL_UINT && rid->u >= first_id
-                             ? from + (rid->u - first_id)
-                             : UINT64_MAX;
-        if (index < done || index >= sent || slot[(index - from) % window]) {
+        uint64_t k =
+            rid && rid->type == VAL_UINT && rid->u >= first_id ? rid->u - first_id : UINT64_MAX;
+        if (k < done || k >= sent || slot[k % window]) {
             sdm_reply_destroy(&r);
-            st = client_fail(self, SDM_CLIENT_BAD_REPLY,
-                             "reply id does not echo any entry request in flight");
+            st = client_fail(self, SDM_CLIENT_BAD_REPLY, "reply id does not echo any %s in flight",
+                             pl->echoes);
             goto out;
         }
-        if ((st = check_reply(self, r, rid->u, s_entry_rules)) != SDM_CLIENT_OK) {
+        if ((st = pl->check(self, pl->ctx, r, rid->u)) != SDM_CLIENT_OK) {
             sdm_reply_destroy(&r);
-            /* name the entry, keeping the server's message */
+            /* name the request, keeping the server's message */
             char msg[sizeof(self->last_error)];
             snprintf(msg, sizeof(msg), "%s", self->last_error);
-            client_fail(self, st, "entry %" PRIu64 ": %s", index, msg);
+            client_fail(self, st, "%s %" PRIu64 ": %s", pl->name, pl->base + k, msg);
             goto out;
         }
-        slot[(index - from) % window] = r;
-        while (done < sent && slot[(done - from) % window]) {
-            sdm_reply_t **p = &slot[(done - from) % window];
-            size_t len = 0;
-            const uint8_t *env = sdm_reply_envelope(*p, &len);
-            int stop = fn(ctx, done, env, len);
-            sdm_reply_destroy(p);
+        slot[k % window] = r;
+        while (done < sent && slot[done % window]) {
+            int stop = pl->deliver(pl->ctx, pl->base + done, slot[done % window]);
+            sdm_reply_destroy(&slot[done % window]);
             done++;
             if (stop)
                 goto out;
@@ -2099,94 +2095,112 @@ out:
     return st;
 }
 
+/* Sends msg's request, which must carry want_id: ids count up one per request, so a mismatch
+ * cannot happen. */
+static sdm_client_status pipeline_send(sdm_client_t *c, msgpack_sbuffer *sb, uint64_t id,
+                                       uint64_t want_id)
+{
+    if (id != want_id) {
+        msgpack_sbuffer_destroy(sb);
+        return client_fail(c, SDM_CLIENT_INTERNAL, "request ids out of step");
+    }
+    return client_send(c, sb);
+}
+
+typedef struct entries_ctx {
+    uint64_t from;
+    sdm_client_entry_fn fn;
+    void *ctx;
+} entries_ctx;
+
+static sdm_client_status entries_send(sdm_client_t *c, void *ctx, uint64_t k, uint64_t want_id)
+{
+    const entries_ctx *e = ctx;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    uint64_t id = pack_entry_request(c, &sb, e->from + k);
+    return pipeline_send(c, &sb, id, want_id);
+}
+
+static sdm_client_status entries_check(sdm_client_t *c, void *ctx, sdm_reply_t *r, uint64_t id)
+{
+    (void)ctx;
+    return check_reply(c, r, id, s_entry_rules);
+}
+
+static int entries_deliver(void *ctx, uint64_t index, sdm_reply_t *r)
+{
+    const entries_ctx *e = ctx;
+    size_t len = 0;
+    const uint8_t *env = sdm_reply_envelope(r, &len);
+    return e->fn(e->ctx, index, env, len);
+}
+
+sdm_client_status sdm_client_ledger_entries(sdm_client_t *self, uint64_t from, uint64_t to,
+                                            unsigned window, sdm_client_entry_fn fn, void *ctx)
+{
+    if (!fn)
+        return client_fail(self, SDM_CLIENT_BAD_ARGUMENT, "fn: NULL");
+    if (from > to)
+        return client_fail(self, SDM_CLIENT_BAD_ARGUMENT,
+                           "from: %" PRIu64 " is beyond to: %" PRIu64, from, to);
+    /* the ledger answers reads in order, but nothing here depends on it */
+    entries_ctx e = {from, fn, ctx};
+    pipeline pl = {"entry", "entry request", from, entries_send, entries_check, entries_deliver,
+                   &e};
+    return pipeline_run(self, &pl, to - from, window);
+}
+
+typedef struct appends_ctx {
+    sdm_client_envelope_fn next;
+    sdm_client_append_fn on_reply;
+    void *ctx;
+} appends_ctx;
+
+static sdm_client_status appends_send(sdm_client_t *c, void *ctx, uint64_t k, uint64_t want_id)
+{
+    const appends_ctx *a = ctx;
+    const uint8_t *env = NULL;
+    size_t env_len = 0;
+    if (a->next(a->ctx, k, &env, &env_len) != 0)
+        return client_fail(c, SDM_CLIENT_BAD_ARGUMENT,
+                           "append %" PRIu64 ": the caller stopped the run", k);
+    if (envelope_arg_bad(c, env, env_len, &k))
+        return SDM_CLIENT_BAD_ARGUMENT;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    uint64_t id = pack_append_request(c, &sb, env, env_len);
+    return pipeline_send(c, &sb, id, want_id);
+}
+
+static sdm_client_status appends_check(sdm_client_t *c, void *ctx, sdm_reply_t *r, uint64_t id)
+{
+    (void)ctx;
+    char buf[96];
+    const char *bad = NULL;
+    sdm_client_status st = check_reply(c, r, id, s_append_rules);
+    if (st == SDM_CLIENT_OK && (bad = append_bad(r, buf, sizeof(buf))) != NULL)
+        st = client_fail(c, SDM_CLIENT_BAD_REPLY, "reply: '%s' missing or of the wrong type", bad);
+    return st;
+}
+
+static int appends_deliver(void *ctx, uint64_t k, sdm_reply_t *r)
+{
+    const appends_ctx *a = ctx;
+    return a->on_reply(a->ctx, k, r);
+}
+
 sdm_client_status sdm_client_ledger_appends(sdm_client_t *self, uint64_t n, unsigned window,
                                             sdm_client_envelope_fn next,
                                             sdm_client_append_fn on_reply, void *ctx)
 {
     if (!next || !on_reply)
         return client_fail(self, SDM_CLIENT_BAD_ARGUMENT, "%s: NULL", !next ? "next" : "on_reply");
-    if (window == 0)
-        window = DEFAULT_ENTRY_WINDOW;
-    if (window > MAX_ENTRY_WINDOW)
-        window = MAX_ENTRY_WINDOW;
-    /* slot[k % window] holds a reply that came before its turn (a refused append is answered
-     * without waiting for the commit of those before it) */
-    sdm_reply_t **slot = calloc(window, sizeof(*slot));
-    if (!slot)
-        return client_fail(self, SDM_CLIENT_NOMEM, "out of memory");
-    uint64_t first_id = self->next_id; /* append k has id first_id + k */
-    uint64_t sent = 0, done = 0;
-    sdm_client_status st = SDM_CLIENT_OK;
-    while (done < n) {
-        while (sent < n && sent - done < window) {
-            const uint8_t *env = NULL;
-            size_t env_len = 0;
-            if (next(ctx, sent, &env, &env_len) != 0) {
-                st = client_fail(self, SDM_CLIENT_BAD_ARGUMENT,
-                                 "append %" PRIu64 ": the caller stopped the run", sent);
-                goto out;
-            }
-            if (envelope_arg_bad(self, env, env_len, &sent)) {
-                st = SDM_CLIENT_BAD_ARGUMENT;
-                goto out;
-            }
-            msgpack_sbuffer sb;
-            msgpack_sbuffer_init(&sb);
-            uint64_t id = pack_append_request(self, &sb, env, env_len);
-            if (id != first_id + sent) {
-                msgpack_sbuffer_destroy(&sb);
-                st = client_fail(self, SDM_CLIENT_INTERNAL, "request ids out of step");
-                goto out;
-            }
-            if ((st = client_send(self, &sb)) != SDM_CLIENT_OK)
-                goto out;
-            sent++;
-        }
-        sdm_reply_t *r;
-        if ((st = client_recv(self, &r)) != SDM_CLIENT_OK)
-            goto out;
-        const val *rid = map_get(&r->root, "id");
-        uint64_t k =
-            rid && rid->type == VAL_UINT && rid->u >= first_id ? rid->u - first_id : UINT64_MAX;
-        if (k < done || k >= sent || slot[k % window]) {
-            sdm_reply_destroy(&r);
-            st = client_fail(self, SDM_CLIENT_BAD_REPLY,
-                             "reply id does not echo any append in flight");
-            goto out;
-        }
-        char buf[96];
-        const char *bad = NULL;
-        if ((st = check_reply(self, r, rid->u, s_append_rules)) == SDM_CLIENT_OK &&
-            (bad = append_bad(r, buf, sizeof(buf))) != NULL)
-            st = client_fail(self, SDM_CLIENT_BAD_REPLY, "reply: '%s' missing or of the wrong type",
-                             bad);
-        if (st != SDM_CLIENT_OK) {
-            sdm_reply_destroy(&r);
-            char msg[sizeof(self->last_error)];
-            snprintf(msg, sizeof(msg), "%s", self->last_error);
-            client_fail(self, st, "append %" PRIu64 ": %s", k, msg);
-            goto out;
-        }
-        slot[k % window] = r;
-        while (done < sent && slot[done % window]) {
-            int stop = on_reply(ctx, done, slot[done % window]);
-            sdm_reply_destroy(&slot[done % window]);
-            done++;
-            if (stop)
-                goto out;
-        }
-    }
-out:
-    for (unsigned i = 0; i < window; i++)
-        sdm_reply_destroy(&slot[i]);
-    free(slot);
-    if (sent > done)
-        client_reset(self); /* drop the replies still on their way */
-    if (st == SDM_CLIENT_OK) {
-        self->last_status = SDM_CLIENT_OK;
-        self->last_error[0] = 0;
-    }
-    return st;
+    /* a refused append is answered without waiting for the commit of those before it, so
+     * replies can come out of order */
+    appends_ctx a = {next, on_reply, ctx};
+    pipeline pl = {"append", "append", 0, appends_send, appends_check, appends_deliver, &a};
+    return pipeline_run(self, &pl, n, window);
 }
 
 int sdm_reply_hashes(const sdm_reply_t *self, const char *path, uint8_t (*out)[32], size_t max,
