@@ -574,24 +574,10 @@ done:
 
 /* ---- output ------------------------------------------------------------------------------ */
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 static void print_json(const demo_opts *o, const demo_result *r, FILE *f)
 {
     fputs("{\"data_dir\": ", f);
-    json_str(f, r->dir);
+    sdm_json_write_str(f, r->dir);
     fprintf(f,
             ", \"model\": \"logreg\", \"params\": %" PRIu64 ", \"n_train\": %" PRIu64
             ", \"n_test\": %" PRIu64 ", \"train_steps\": %" PRIu64 ", \"test_accuracy\": %.6g,"
@@ -602,27 +588,27 @@ static void print_json(const demo_opts *o, const demo_result *r, FILE *f)
     for (size_t k = 0; k < r->n_ckpt; k++) {
         if (k)
             fputs(", ", f);
-        json_str(f, r->ckpt[k]);
+        sdm_json_write_str(f, r->ckpt[k]);
     }
     fputs("],\n \"contributors\": [", f);
     for (uint32_t c = 0; c < r->C; c++) {
         const contrib_row *w = &r->rows[c];
         fprintf(f, "%s\n  {\"contributor\": ", c ? "," : "");
-        json_str(f, w->name);
+        sdm_json_write_str(f, w->name);
         fprintf(f,
                 ", \"role\": \"%s\", \"examples\": %" PRIu64 ", \"score\": %.9g, \"share\": %.9g,"
                 " \"reward\": %" PRIu64 ", \"flagged\": %s, \"copy_of\": ",
                 w->role, w->examples, w->score, w->share / (double)r->n_test, w->reward,
                 w->flagged ? "true" : "false");
         if (w->copy_of >= 0)
-            json_str(f, r->rows[w->copy_of].name);
+            sdm_json_write_str(f, r->rows[w->copy_of].name);
         else
             fputs("null", f);
         fputc('}', f);
     }
     fprintf(f,
             "],\n \"ledger\": {\"origin\": ");
-    json_str(f, r->origin);
+    sdm_json_write_str(f, r->origin);
     fprintf(f,
             ", \"size\": %" PRIu64 ", \"root\": \"%s\", \"receipts\": %" PRIu64
             ", \"proofs\": %" PRIu64 ", \"verified\": %" PRIu64 "},\n \"seconds\": %.3f}\n",

@@ -1313,7 +1313,7 @@ void sdm_eval_print_table(const sdm_eval_result *r, FILE *f)
             r->contributors, r->seconds, r->backend);
 }
 
-static void json_str(FILE *f, const char *s)
+void sdm_json_write_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -1338,7 +1338,7 @@ static void json_num(FILE *f, double v)
 void sdm_eval_print_json(const sdm_eval_result *r, FILE *f)
 {
     fputs("{\"model\": ", f);
-    json_str(f, r->model);
+    sdm_json_write_str(f, r->model);
     fprintf(f, ", \"params\": %llu, \"l2\": ", (unsigned long long)r->nparams);
     json_num(f, r->l2);
     fprintf(f,
@@ -1375,15 +1375,15 @@ void sdm_eval_print_json(const sdm_eval_result *r, FILE *f)
     for (size_t i = 0; i < r->n_rows; i++) {
         const sdm_eval_row *w = &r->rows[i];
         fputs(i ? ",\n  {\"name\": " : "\n  {\"name\": ", f);
-        json_str(f, w->name);
+        sdm_json_write_str(f, w->name);
         fputs(", \"method\": ", f);
-        json_str(f, w->method);
+        sdm_json_write_str(f, w->method);
         fputs(", \"projection\": ", f);
-        json_str(f, w->projection);
+        sdm_json_write_str(f, w->projection);
         fprintf(f, ", \"k\": %u, \"checkpoints\": %u, \"curvature\": ", w->k, w->checkpoints);
-        json_str(f, w->curvature);
+        sdm_json_write_str(f, w->curvature);
         fputs(", \"lambda_rule\": ", f);
-        json_str(f, w->lambda_rule);
+        sdm_json_write_str(f, w->lambda_rule);
         fputs(", \"lambda\": ", f);
         json_num(f, w->lambda);
         fputs(", \"lds_shard\": ", f);
@@ -1403,7 +1403,7 @@ void sdm_eval_print_json(const sdm_eval_result *r, FILE *f)
     fputs("],\n \"seconds\": ", f);
     json_num(f, r->seconds);
     fputs(", \"backend\": ", f);
-    json_str(f, r->backend);
+    sdm_json_write_str(f, r->backend);
     fputs("}", f);
 }
 
