@@ -196,14 +196,25 @@ static void test_fifo(void)
     sdm_outbox_close(&ob); /* idempotent */
 }
 
-static int read_rejected(const char *dir, uint64_t seq, char *code, char *msg, size_t cap)
+static sqlite3 *open_file(const char *dir)
 {
     char path[600];
     snprintf(path, sizeof(path), "%s/outbox.db", dir);
     sqlite3 *db = NULL;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+static int read_rejected(const char *dir, uint64_t seq, char *code, char *msg, size_t cap)
+{
+    sqlite3 *db = open_file(dir);
     sqlite3_stmt *st = NULL;
     int found = 0;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+    if (db &&
         sqlite3_prepare_v2(db, "SELECT rejected_code, rejected_message FROM entries WHERE seq = ?",
                            -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int64(st, 1, (sqlite3_int64)seq);
@@ -483,19 +494,6 @@ static char row_state(sqlite3 *db, uint64_t seq)
     }
     sqlite3_finalize(st);
     return state;
-}
-
-static sqlite3 *open_file(const char *dir)
-{
-    char path[600];
-    snprintf(path, sizeof(path), "%s/outbox.db", dir);
-    sqlite3 *db = NULL;
-    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-        sqlite3_close(db);
-        return NULL;
-    }
-    sqlite3_busy_timeout(db, 5000);
-    return db;
 }
 
 static int64_t counter(const char *dir, const char *name)
