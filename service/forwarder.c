@@ -13,12 +13,24 @@
  * opts.max_msg is rejected here as too_large and never sent, instead of being sent again
  * every 5 s for ever.
  *
+ * A request larger than the ledger's --max-msg but not the worker's (the two set apart) is
+ * dropped the same way, and takes along the requests sent behind it on that connection. The
+ * monitor sees the drop at once (ZMQ_EVENT_DISCONNECTED). With requests unanswered, the socket
+ * is closed and opened again (LINGER 0: nothing queued on the old one survives) and the link
+ * goes into probing: one request at a time until one is answered, then the whole window again.
+ * A request that was alone on the connection when it dropped is "held": taken out of the
+ * window and tried again only alone (nothing else in flight, the window drained for it), after
+ * 1 s doubling to 60 s, so the rows behind it go on. A drop with nothing of ours in flight
+ * (the ledger restarted, perhaps with a larger --max-msg) makes every held row due at once.
+ *
  * When a request has waited LEDGER_SILENCE_NS with no answer, or the socket has not taken a
  * row for that long (libzmq stops reconnecting once the ledger refused a handshake), the
- * socket is closed and opened again and every unanswered row is sent again. The ledger answers an envelope it already
- * has with the same index (duplicate: true), so sending at least once gives exactly one log
- * entry. A monitor on the socket reports failed handshakes (a wrong CURVE key, a key not on
- * the ledger's allow-list, CURVE on one side only), which would otherwise look like silence.
+ * socket is closed and opened again and the unanswered rows are sent again, probing as above
+ * (silence is never blamed on a row: a ledger that is down drops nothing). The ledger answers
+ * an envelope it already has with the same index (duplicate: true), so sending at least once
+ * gives exactly one log entry. The monitor also reports failed handshakes (a wrong CURVE key,
+ * a key not on the ledger's allow-list, CURVE on one side only), which would otherwise look
+ * like silence.
  */
 #include "forwarder.h"
 
@@ -48,6 +60,8 @@
 #define LEDGER_SILENCE_NS (5000ull * 1000000ull)
 #define LEDGER_BACKOFF_MIN_MS 50
 #define LEDGER_BACKOFF_MAX_MS 5000
+#define LEDGER_HELD_MIN_MS 1000    /* a held row's first wait before it is tried alone again */
+#define LEDGER_HELD_MAX_MS 60000
 #define LEDGER_TICK_MS 1000
 #define LEDGER_MAX_REPLY (1 << 20) /* answers are a few hundred bytes */
 #define LEDGER_MIN_MAX_MSG 1024    /* the ledger's own lower bound for --max-msg */
@@ -55,14 +69,17 @@
 
 #define MON_EVENTS                                                                                 \
     (ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |                        \
-     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+     ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |                       \
+     ZMQ_EVENT_DISCONNECTED)
 
 typedef struct flight {
     uint64_t seq;
     uint8_t leaf[SDM_HASH_LEN]; /* SHA-256(0x00 || envelope): the leaf_hash the ledger must give */
     uint64_t sent_at;           /* monotonic ns; 0 while waiting to be sent again or settled */
     uint64_t retry_at;          /* while waiting: not before this (NEVER while being settled) */
-    uint32_t backoff_ms;        /* the wait after the next transient error */
+    uint32_t backoff_ms;        /* the wait after the next transient error (held: the next
+                                 * wait before it is tried alone again) */
+    size_t bytes;               /* the request's size, for the log */
     int settling;               /* an outcome is queued in settle[]: later answers are ignored */
 } flight;
 
@@ -98,9 +115,17 @@ struct sdm_forwarder {
     unsigned mon_gen;         /* a fresh inproc name for each socket's monitor */
     flight fl[LEDGER_WINDOW]; /* in order of seq */
     size_t n;
+    flight *held;             /* rows a connection dropped on while alone, in order of seq;
+                               * out of the window, sent only alone */
+    size_t n_held, cap_held;
+    atomic_size_t held_count; /* n_held, for stats from the worker's threads */
+    int probing;              /* after a drop or a silence: one request at a time until an
+                               * answer comes */
+    int dropped;              /* the monitor saw the connection drop */
     uint64_t last_seq;        /* the highest seq taken into the window on this socket */
     uint64_t now;             /* for the peek callbacks */
     uint64_t target;          /* fwd_resend_cb: the row wanted */
+    int skipped;              /* fwd_fill_cb passed a held row */
     int sent;                 /* fwd_resend_cb: 1 sent (or queued as too large), -1 the socket
                                * would not take it */
     uint64_t stuck_since;     /* when the socket first would not take a row (0: it takes
@@ -226,7 +251,8 @@ static void fwd_handshake_event(sdm_forwarder_t *f, uint16_t event, uint32_t val
                 "and --ledger-client-key); the entries wait in outbox.db", f->endpoint);
 }
 
-/* Reads the monitor's events: two frames each, [u16 event, u32 value] and the endpoint. */
+/* Reads the monitor's events: two frames each, [u16 event, u32 value] and the endpoint. A
+ * dropped connection is noted for the main loop, which reads the answers first. */
 static void fwd_read_events(sdm_forwarder_t *f)
 {
     for (;;) {
@@ -246,7 +272,9 @@ static void fwd_read_events(sdm_forwarder_t *f)
         while (zmq_msg_more(&m) && zmq_msg_recv(&m, f->mon, 0) >= 0)
             ;
         zmq_msg_close(&m);
-        if (ok)
+        if (ok && event == ZMQ_EVENT_DISCONNECTED)
+            f->dropped = 1;
+        else if (ok)
             fwd_handshake_event(f, event, value);
     }
 }
@@ -309,6 +337,7 @@ static int fwd_send(sdm_forwarder_t *f, flight *fl, const sdm_outbox_row *row)
     int rc = fwd_pack(f, row, &bytes);
     if (rc < 0)
         return -1;
+    fl->bytes = bytes;
     if (rc > 0) {
         fwd_too_large(f, fl, bytes);
         return 0;
@@ -325,21 +354,115 @@ static int fwd_send(sdm_forwarder_t *f, flight *fl, const sdm_outbox_row *row)
     return 0;
 }
 
-static void fwd_remove(sdm_forwarder_t *f, size_t i)
+static int fwd_is_held(const sdm_forwarder_t *f, const flight *fl)
 {
-    memmove(&f->fl[i], &f->fl[i + 1], (f->n - i - 1) * sizeof(f->fl[0]));
-    f->n--;
+    return f->n_held && fl >= f->held && fl < f->held + f->n_held;
 }
 
-static flight *fwd_find(sdm_forwarder_t *f, uint64_t seq, size_t *at)
+/* The held row seq (they are in order of seq), or NULL. */
+static flight *fwd_find_held(sdm_forwarder_t *f, uint64_t seq)
+{
+    size_t lo = 0, hi = f->n_held;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->held[mid].seq < seq)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < f->n_held && f->held[lo].seq == seq ? &f->held[lo] : NULL;
+}
+
+/* Row seq's flight, in the window or held, or NULL. */
+static flight *fwd_find(sdm_forwarder_t *f, uint64_t seq)
 {
     for (size_t i = 0; i < f->n; i++)
-        if (f->fl[i].seq == seq) {
-            if (at)
-                *at = i;
+        if (f->fl[i].seq == seq)
             return &f->fl[i];
+    return fwd_find_held(f, seq);
+}
+
+/* Takes fl out of the window, or out of the held rows. */
+static void fwd_remove(sdm_forwarder_t *f, flight *fl)
+{
+    int held = fwd_is_held(f, fl);
+    flight *base = held ? f->held : f->fl;
+    size_t *n = held ? &f->n_held : &f->n;
+    size_t i = (size_t)(fl - base);
+    memmove(&base[i], &base[i + 1], (*n - i - 1) * sizeof(*fl));
+    (*n)--;
+    atomic_store(&f->held_count, f->n_held);
+}
+
+/* Moves window flight fl to the held rows. The held flight, or NULL when out of memory (then
+ * fl stays in the window). */
+static flight *fwd_hold(sdm_forwarder_t *f, flight *fl)
+{
+    if (f->n_held == f->cap_held) {
+        size_t cap = f->cap_held ? 2 * f->cap_held : 16;
+        flight *h = realloc(f->held, cap * sizeof(*h));
+        if (!h)
+            return NULL;
+        f->held = h;
+        f->cap_held = cap;
+    }
+    size_t i = f->n_held;
+    while (i > 0 && f->held[i - 1].seq > fl->seq)
+        i--;
+    memmove(&f->held[i + 1], &f->held[i], (f->n_held - i) * sizeof(*fl));
+    f->held[i] = *fl;
+    f->held[i].backoff_ms = LEDGER_HELD_MIN_MS;
+    f->n_held++;
+    fwd_remove(f, fl);
+    return &f->held[i];
+}
+
+/* A held row's connection dropped again: it is tried alone again after its wait, which then
+ * doubles. */
+static void fwd_held_later(flight *h, uint64_t now)
+{
+    h->settling = 0;
+    h->sent_at = 0;
+    h->retry_at = now + (uint64_t)h->backoff_ms * 1000000ull;
+    h->backoff_ms = h->backoff_ms * 2 > LEDGER_HELD_MAX_MS ? LEDGER_HELD_MAX_MS : h->backoff_ms * 2;
+}
+
+/* How many requests wait for an answer; *only (when given) is set to one of them. */
+static size_t fwd_in_flight(sdm_forwarder_t *f, flight **only)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < f->n + f->n_held; i++) {
+        flight *fl = i < f->n ? &f->fl[i] : &f->held[i - f->n];
+        if (fl->sent_at) {
+            k++;
+            if (only)
+                *only = fl;
         }
+    }
+    return k;
+}
+
+/* A held row that is due to be tried (alone), or NULL. */
+static flight *fwd_held_due(sdm_forwarder_t *f, uint64_t now)
+{
+    for (size_t i = 0; i < f->n_held; i++) {
+        flight *h = &f->held[i];
+        if (!h->sent_at && !h->settling && h->retry_at <= now)
+            return h;
+    }
     return NULL;
+}
+
+/* Whether a window row may be sent now: never while a held row is in flight or due (the
+ * window drains for it), and while probing only when nothing is in flight. */
+static int fwd_may_send(sdm_forwarder_t *f, uint64_t now)
+{
+    for (size_t i = 0; i < f->n_held; i++)
+        if (f->held[i].sent_at)
+            return 0;
+    if (fwd_held_due(f, now))
+        return 0;
+    return !f->probing || fwd_in_flight(f, NULL) == 0;
 }
 
 /* A transient failure for fl: send it again after its backoff, which then doubles. */
@@ -372,8 +495,7 @@ static void fwd_settle(sdm_forwarder_t *f, uint64_t now)
         fwd_log(f, "ledger: %s; those rows stay pending and go again", err);
     for (size_t k = 0; k < f->n_settle; k++) {
         const outcome *o = &f->settle[k];
-        size_t i;
-        flight *fl = fwd_find(f, o->seq, &i);
+        flight *fl = fwd_find(f, o->seq);
         if (rc < 0) {
             if (fl)
                 fwd_later(fl, now);
@@ -385,8 +507,11 @@ static void fwd_settle(sdm_forwarder_t *f, uint64_t now)
         else if (items[k].settled && o->rejected)
             fwd_log(f, "ledger refused outbox row %" PRIu64 ": %s: %s (kept in outbox.db as "
                     "rejected, not sent again)", o->seq, o->code, o->message);
+        else if (items[k].settled && fl && fwd_is_held(f, fl))
+            fwd_log(f, "ledger took the held outbox row %" PRIu64 " (%zu bytes)", o->seq,
+                    fl->bytes);
         if (fl)
-            fwd_remove(f, i);
+            fwd_remove(f, fl);
     }
     f->n_settle = 0;
 }
@@ -394,8 +519,13 @@ static void fwd_settle(sdm_forwarder_t *f, uint64_t now)
 static int fwd_fill_cb(void *ctx, const sdm_outbox_row *row)
 {
     sdm_forwarder_t *f = ctx;
-    if (f->n == LEDGER_WINDOW)
+    if (f->n == LEDGER_WINDOW || !fwd_may_send(f, f->now))
         return 1;
+    if (fwd_find_held(f, row->seq)) {
+        f->last_seq = row->seq; /* it goes alone, in its own time */
+        f->skipped = 1;
+        return 0;
+    }
     flight *fl = &f->fl[f->n];
     memset(fl, 0, sizeof(*fl));
     fl->seq = row->seq;
@@ -408,56 +538,86 @@ static int fwd_fill_cb(void *ctx, const sdm_outbox_row *row)
     return 0;
 }
 
-/* Takes the pending rows that are not in the window yet, up to its size, and sends them. */
+/* Takes the pending rows that are neither in the window nor held, up to the window's size,
+ * and sends them. */
 static void fwd_fill(sdm_forwarder_t *f, uint64_t now)
 {
-    sdm_outbox_counts c;
-    sdm_outbox_get_counts(f->ob, &c);
-    /* every pending row up to last_seq is in the window, so this says whether any is not */
-    if (f->n >= LEDGER_WINDOW || c.pending <= f->n)
-        return;
-    char err[256];
     f->now = now;
-    if (sdm_outbox_peek(f->ob, f->last_seq, LEDGER_WINDOW - f->n, fwd_fill_cb, f, err,
-                        sizeof(err)) < 0)
-        fwd_log(f, "ledger: %s", err);
+    for (;;) {
+        sdm_outbox_counts c;
+        sdm_outbox_get_counts(f->ob, &c);
+        /* every pending row up to last_seq is in the window or held, and every held row is
+         * pending, so this says whether any row is neither */
+        if (f->n >= LEDGER_WINDOW || c.pending <= f->n + f->n_held || !fwd_may_send(f, now))
+            return;
+        char err[256];
+        uint64_t before = f->last_seq;
+        f->skipped = 0;
+        if (sdm_outbox_peek(f->ob, f->last_seq, LEDGER_WINDOW - f->n, fwd_fill_cb, f, err,
+                            sizeof(err)) < 0) {
+            fwd_log(f, "ledger: %s", err);
+            return;
+        }
+        /* again only to get past held rows that took the peek's places */
+        if (!f->skipped || f->last_seq == before)
+            return;
+    }
 }
 
 static int fwd_resend_cb(void *ctx, const sdm_outbox_row *row)
 {
     sdm_forwarder_t *f = ctx;
     if (row->seq == f->target) {
-        flight *fl = fwd_find(f, row->seq, NULL);
+        flight *fl = fwd_find(f, row->seq);
         f->sent = fl && fwd_send(f, fl, row) == 0 ? 1 : -1;
     }
     return 1;
 }
 
-/* Sends again the rows whose backoff has run out. */
+/* Sends fl's row again: 1 sent (or queued as too large), 0 the row is no longer pending
+ * (fl is removed), -1 not sent (an outbox error, logged, or the socket would not take it). */
+static int fwd_resend(sdm_forwarder_t *f, flight *fl)
+{
+    char err[256];
+    f->target = fl->seq;
+    f->sent = 0;
+    if (sdm_outbox_peek(f->ob, fl->seq - 1, 1, fwd_resend_cb, f, err, sizeof(err)) < 0) {
+        fwd_log(f, "ledger: %s", err);
+        return -1;
+    }
+    if (f->sent == 0)
+        fwd_remove(f, fl);
+    return f->sent;
+}
+
+/* Sends again the window's rows whose backoff has run out, as far as fwd_may_send allows. */
 static void fwd_resend_due(sdm_forwarder_t *f, uint64_t now)
 {
     f->now = now;
-    for (size_t i = 0; i < f->n;) {
+    for (size_t i = 0; i < f->n && fwd_may_send(f, now);) {
         flight *fl = &f->fl[i];
         if (fl->sent_at || fl->settling || fl->retry_at > now) {
             i++;
             continue;
         }
-        char err[256];
-        f->target = fl->seq;
-        f->sent = 0;
-        if (sdm_outbox_peek(f->ob, fl->seq - 1, 1, fwd_resend_cb, f, err,
-                            sizeof(err)) < 0) {
-            fwd_log(f, "ledger: %s", err);
+        int rc = fwd_resend(f, fl);
+        if (rc < 0)
             fwd_later(fl, now);
+        if (rc != 0)
             i++;
-        } else if (f->sent == 0) {
-            fwd_remove(f, i); /* no longer pending */
-        } else {
-            if (f->sent < 0)
-                fwd_later(fl, now);
-            i++;
-        }
+    }
+}
+
+/* Sends the held row that is due, alone: once nothing else is in flight. */
+static void fwd_send_held(sdm_forwarder_t *f, uint64_t now)
+{
+    f->now = now;
+    flight *h = fwd_held_due(f, now);
+    if (!h || fwd_in_flight(f, NULL) > 0)
+        return;
+    if (fwd_resend(f, h) < 0) {
+        h->sent_at = 0;
+        h->retry_at = now + LEDGER_BACKOFF_MIN_MS * 1000000ull;
     }
 }
 
@@ -533,11 +693,12 @@ static void fwd_answer(sdm_forwarder_t *f, const uint8_t *p, size_t len, uint64_
         }
         /* duplicate: true is a delivery all the same: the ledger has the entry once */
     }
-    flight *fl = have_id ? fwd_find(f, id, NULL) : NULL;
+    flight *fl = have_id ? fwd_find(f, id) : NULL;
     if (!fl || fl->settling) {
         msgpack_unpacked_destroy(&u);
         return;
     }
+    f->probing = 0; /* the connection carries requests again */
     if (f->silence_logged) {
         fwd_log(f, "ledger %s: answering again", f->endpoint);
         f->silence_logged = 0;
@@ -598,16 +759,11 @@ static void fwd_read(sdm_forwarder_t *f)
     }
 }
 
-/* Closes the socket, opens a new one and empties the window: every pending row is sent
- * again from the oldest. */
-static void fwd_reconnect(sdm_forwarder_t *f)
+/* Closes the socket, opens a new one and empties the window: every pending row that is not
+ * held is sent again from the oldest, probing (one request at a time until one is answered).
+ * A held row that was in flight is due again at once: it was not to blame. */
+static void fwd_reconnect(sdm_forwarder_t *f, uint64_t now)
 {
-    if (f->sock && !f->silence_logged) {
-        fwd_log(f, "ledger %s: no answer for %llu s; reconnecting, and sending the %zu "
-                "unanswered entries again (they wait in outbox.db meanwhile)", f->endpoint,
-                LEDGER_SILENCE_NS / 1000000000ull, f->n);
-        f->silence_logged = 1;
-    }
     f->stuck_since = 0;
     fwd_close_socket(f);
     char err[256];
@@ -615,26 +771,71 @@ static void fwd_reconnect(sdm_forwarder_t *f)
         fwd_log(f, "%s", err);
     f->n = 0;
     f->last_seq = 0;
+    f->dropped = 0;
+    f->probing = 1;
+    for (size_t i = 0; i < f->n_held; i++)
+        if (f->held[i].sent_at) {
+            f->held[i].sent_at = 0;
+            f->held[i].retry_at = now;
+        }
+}
+
+/* The connection dropped (the monitor said so, and the answers that came before are read).
+ * The requests on it are lost. One alone on it is what the ledger dropped it for: held. */
+static void fwd_on_drop(sdm_forwarder_t *f, uint64_t now)
+{
+    f->dropped = 0;
+    flight *only = NULL;
+    size_t k = fwd_in_flight(f, &only);
+    if (k == 0) {
+        /* nothing of ours: the ledger went away by itself, and may come back with a larger
+         * --max-msg, so the held rows are tried again at once */
+        for (size_t i = 0; i < f->n_held; i++)
+            if (!f->held[i].settling)
+                f->held[i].retry_at = now;
+        return;
+    }
+    if (k == 1) {
+        int was_held = fwd_is_held(f, only);
+        flight *h = was_held ? only : fwd_hold(f, only);
+        if (h) {
+            if (!was_held)
+                fwd_log(f, "ledger %s dropped the connection on outbox row %" PRIu64 " (an "
+                        "append of %zu bytes) sent alone: most likely over the ledger's "
+                        "--max-msg (give the worker the same --ledger-max-msg); it stays "
+                        "pending in outbox.db and is tried alone again, after 1 s doubling to "
+                        "%d s, while the rows behind it go on", f->endpoint, h->seq, h->bytes,
+                        LEDGER_HELD_MAX_MS / 1000);
+            fwd_held_later(h, now);
+        }
+    }
+    fwd_reconnect(f, now);
 }
 
 static int fwd_silent(const sdm_forwarder_t *f, uint64_t now)
 {
     if (f->stuck_since && now - f->stuck_since >= LEDGER_SILENCE_NS)
         return 1;
-    for (size_t i = 0; i < f->n; i++)
-        if (f->fl[i].sent_at && now - f->fl[i].sent_at >= LEDGER_SILENCE_NS)
+    for (size_t i = 0; i < f->n + f->n_held; i++) {
+        const flight *fl = i < f->n ? &f->fl[i] : &f->held[i - f->n];
+        if (fl->sent_at && now - fl->sent_at >= LEDGER_SILENCE_NS)
             return 1;
+    }
     return 0;
 }
 
-/* How long poll may wait: until the next silence deadline or retry, at most a tick. */
-static long fwd_timeout_ms(const sdm_forwarder_t *f, uint64_t now)
+/* How long poll may wait: until the next silence deadline, or the next retry that may go
+ * (one that may not waits for an answer, which wakes poll), at most a tick. */
+static long fwd_timeout_ms(sdm_forwarder_t *f, uint64_t now)
 {
     uint64_t deadline = now + LEDGER_TICK_MS * 1000000ull;
-    for (size_t i = 0; i < f->n; i++) {
-        const flight *fl = &f->fl[i];
-        uint64_t t = fl->sent_at ? fl->sent_at + LEDGER_SILENCE_NS : fl->retry_at;
-        if (t < deadline)
+    int window_may = fwd_may_send(f, now), held_may = fwd_in_flight(f, NULL) == 0;
+    for (size_t i = 0; i < f->n + f->n_held; i++) {
+        const flight *fl = i < f->n ? &f->fl[i] : &f->held[i - f->n];
+        uint64_t t = fl->sent_at                       ? fl->sent_at + LEDGER_SILENCE_NS
+                     : (i < f->n ? window_may : held_may) ? fl->retry_at
+                                                          : NEVER;
+        if (!fl->settling && t < deadline)
             deadline = t;
     }
     return deadline <= now ? 0 : (long)((deadline - now + 999999) / 1000000);
@@ -645,10 +846,20 @@ static void *forwarder_main(void *arg)
     sdm_forwarder_t *f = arg;
     while (!atomic_load(&f->stop)) {
         uint64_t now = mono_ns();
-        if (!f->sock || fwd_silent(f, now))
-            fwd_reconnect(f);
+        if (!f->sock) {
+            fwd_reconnect(f, now);
+        } else if (fwd_silent(f, now)) {
+            if (!f->silence_logged)
+                fwd_log(f, "ledger %s: no answer for %llu s; reconnecting, and sending the %zu "
+                        "unanswered entries again, one at a time until the ledger answers (they "
+                        "wait in outbox.db meanwhile)", f->endpoint,
+                        LEDGER_SILENCE_NS / 1000000000ull, fwd_in_flight(f, NULL));
+            f->silence_logged = 1;
+            fwd_reconnect(f, now);
+        }
         if (f->sock) {
             fwd_resend_due(f, now);
+            fwd_send_held(f, now);
             fwd_fill(f, now);
             fwd_settle(f, now); /* rows found too large to send */
         }
@@ -671,17 +882,29 @@ static void *forwarder_main(void *arg)
             while (read(f->nudge_pipe[0], buf, sizeof(buf)) > 0)
                 ;
         }
-        if (n_items == 3 && (items[2].revents & ZMQ_POLLIN))
-            fwd_read_events(f);
         if (f->sock && (items[1].revents & ZMQ_POLLIN)) {
             fwd_read(f);
             /* one transaction, one fsync, for every answer of the round */
             fwd_settle(f, mono_ns());
         }
+        if (n_items == 3 && (items[2].revents & ZMQ_POLLIN)) {
+            fwd_read_events(f);
+            if (f->dropped) {
+                /* answers that came just before the drop settle their rows first */
+                fwd_read(f);
+                fwd_settle(f, mono_ns());
+                fwd_on_drop(f, mono_ns());
+            }
+        }
     }
     /* unanswered rows stay pending in outbox.db: the next start sends them first */
     fwd_close_socket(f);
     return NULL;
+}
+
+size_t sdm_forwarder_held(sdm_forwarder_t *self)
+{
+    return self ? atomic_load(&self->held_count) : 0;
 }
 
 /* ---- the interface ------------------------------------------------------------------- */
@@ -828,6 +1051,7 @@ void sdm_forwarder_stop(sdm_forwarder_t **self_p)
     if (f->client_sec)
         sodium_free(f->client_sec); /* wipes it */
     msgpack_sbuffer_destroy(&f->buf);
+    free(f->held);
     free(f->endpoint);
     free(f);
     *self_p = NULL;

@@ -50,6 +50,11 @@ int sdm_forwarder_start(sdm_forwarder_t *self, void *ctx, sdm_outbox_t *ob, char
 /* A row was put: wakes the thread. Any thread may call it; it never blocks. */
 void sdm_forwarder_nudge(sdm_forwarder_t *self);
 
+/* How many pending rows are held: rows the ledger dropped the connection on while they were
+ * alone on it (most likely over its --max-msg), tried again only alone while the rows behind
+ * them go on (docs/worker.md). Any thread may call it. 0 for NULL. */
+size_t sdm_forwarder_held(sdm_forwarder_t *self);
+
 /* Stops and joins the thread (if started), closes its socket without waiting for the ledger
  * (rows not yet answered stay pending in the outbox and go first at the next start), wipes
  * the keys and frees. Call it after the threads that nudge have stopped, and before

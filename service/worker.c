@@ -402,7 +402,7 @@ static void do_stats(sdm_worker_t *w, job *j)
         sdm_outbox_counts c;
         sdm_outbox_get_counts(w->outbox, &c);
         pack_key(&pk, "ledger");
-        msgpack_pack_map(&pk, 4);
+        msgpack_pack_map(&pk, 5);
         pack_key(&pk, "endpoint");
         sdm_wire_pack_str(&pk, w->opts.ledger);
         pack_key(&pk, "pending");
@@ -411,6 +411,8 @@ static void do_stats(sdm_worker_t *w, job *j)
         msgpack_pack_uint64(&pk, c.delivered);
         pack_key(&pk, "rejected");
         msgpack_pack_uint64(&pk, c.rejected);
+        pack_key(&pk, "held");
+        msgpack_pack_uint64(&pk, sdm_forwarder_held(w->forwarder));
     }
 }
 
