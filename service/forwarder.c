@@ -51,6 +51,7 @@
 #include <sodium.h>
 #include <zmq.h>
 
+#include "client_internal.h"
 #include "merkle.h"
 #include "netsec.h"
 #include "sign.h"
@@ -621,21 +622,6 @@ static void fwd_send_held(sdm_forwarder_t *f, uint64_t now)
     }
 }
 
-static int fwd_key_is(const msgpack_object *k, const char *name)
-{
-    size_t n = strlen(name);
-    return k->type == MSGPACK_OBJECT_STR && k->via.str.size == n &&
-           memcmp(k->via.str.ptr, name, n) == 0;
-}
-
-static void fwd_str(const msgpack_object *o, char *out, size_t cap)
-{
-    if (o->type == MSGPACK_OBJECT_STR)
-        sdm_wire_printable(out, cap, o->via.str.ptr, o->via.str.size);
-    else
-        snprintf(out, cap, "?");
-}
-
 /* The ledger's codes that mean the entry itself is refused (SPEC §6, docs/ledger.md): the
  * same bytes would get the same answer. busy and internal are the ledger's state; any other
  * code (unknown_op: not a ledger at that endpoint?) is not the entry's fault either. */
@@ -645,57 +631,23 @@ static int fwd_permanent(const char *code)
            strcmp(code, "too_large") == 0;
 }
 
-/* Queues the outcome an answer gives its row (see the comment at the top). An answer that
- * cannot be read, or is about no row in the window (an answer to an earlier socket's
- * request), or about a row already settled this round, is dropped. */
+/* Queues the outcome an answer gives its row (see the comment at the top). The answer is read
+ * and checked by the client's own code (client.c: the same pre-check, parse and `append`
+ * rules as `sediment` uses, and fuzzed by tests/fuzz/fuzz_reply.c). An answer that cannot be
+ * read, or is about no row in the window or held (an answer to an earlier socket's request),
+ * or about a row already settled this round, is dropped. */
 static void fwd_answer(sdm_forwarder_t *f, const uint8_t *p, size_t len, uint64_t now)
 {
-    sdm_wire_error e = {0, ""};
-    sdm_wire_limits lim = {0, 0};
-    if (sdm_wire_precheck(p, len, &lim, &e) != SDM_WIRE_OK) {
-        fwd_log(f, "ledger: unreadable answer dropped: %s", e.message);
+    char err[256];
+    sdm_reply_t *r = sdm_reply_parse(p, len, err, sizeof(err));
+    if (!r) {
+        fwd_log(f, "ledger: unreadable answer dropped: %s", err);
         return;
     }
-    msgpack_unpacked u;
-    msgpack_unpacked_init(&u);
-    if (msgpack_unpack_next(&u, (const char *)p, len, NULL) != MSGPACK_UNPACK_SUCCESS ||
-        u.data.type != MSGPACK_OBJECT_MAP) {
-        fwd_log(f, "ledger: an answer that is not a map was dropped");
-        msgpack_unpacked_destroy(&u);
-        return;
-    }
-    int have_id = 0, ok = -1, have_index = 0;
-    uint64_t id = 0, index = 0;
-    const uint8_t *leaf = NULL;
-    char code[32] = "", message[256] = "";
-    const msgpack_object_map *m = &u.data.via.map;
-    for (uint32_t i = 0; i < m->size; i++) {
-        const msgpack_object *k = &m->ptr[i].key, *v = &m->ptr[i].val;
-        if (fwd_key_is(k, "id") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-            have_id = 1;
-            id = v->via.u64;
-        } else if (fwd_key_is(k, "ok") && v->type == MSGPACK_OBJECT_BOOLEAN) {
-            ok = v->via.boolean;
-        } else if (fwd_key_is(k, "index") && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
-            have_index = 1;
-            index = v->via.u64;
-        } else if (fwd_key_is(k, "leaf_hash") && v->type == MSGPACK_OBJECT_BIN &&
-                   v->via.bin.size == SDM_HASH_LEN) {
-            leaf = (const uint8_t *)v->via.bin.ptr;
-        } else if (fwd_key_is(k, "error") && v->type == MSGPACK_OBJECT_MAP) {
-            for (uint32_t j = 0; j < v->via.map.size; j++) {
-                const msgpack_object *ek = &v->via.map.ptr[j].key, *ev = &v->via.map.ptr[j].val;
-                if (fwd_key_is(ek, "code"))
-                    fwd_str(ev, code, sizeof(code));
-                else if (fwd_key_is(ek, "message"))
-                    fwd_str(ev, message, sizeof(message));
-            }
-        }
-        /* duplicate: true is a delivery all the same: the ledger has the entry once */
-    }
-    flight *fl = have_id ? fwd_find(f, id) : NULL;
+    uint64_t id = 0;
+    flight *fl = sdm_reply_u64(r, "id", &id) == 0 ? fwd_find(f, id) : NULL;
     if (!fl || fl->settling) {
-        msgpack_unpacked_destroy(&u);
+        sdm_reply_destroy(&r);
         return;
     }
     f->probing = 0; /* the connection carries requests again */
@@ -703,28 +655,37 @@ static void fwd_answer(sdm_forwarder_t *f, const uint8_t *p, size_t len, uint64_
         fwd_log(f, "ledger %s: answering again", f->endpoint);
         f->silence_logged = 0;
     }
-    if (ok == 1) {
-        if (!have_index || !leaf) {
-            fwd_log(f, "ledger: the answer to outbox row %" PRIu64 " has no index or leaf_hash; "
-                    "sending it again later", id);
-            fwd_later(fl, now);
-        } else if (memcmp(leaf, fl->leaf, SDM_HASH_LEN) != 0) {
+    sdm_client_status st = sdm_client_check_reply("append", r, id, err, sizeof(err));
+    const char *code = sdm_reply_str(r, "error.code");
+    size_t leaf_len = 0;
+    const uint8_t *leaf = sdm_reply_bin(r, "leaf_hash", &leaf_len);
+    uint64_t index = 0;
+    if (st == SDM_CLIENT_OK && leaf && leaf_len == SDM_HASH_LEN &&
+        sdm_reply_u64(r, "index", &index) == 0) {
+        /* duplicate: true is a delivery all the same: the ledger has the entry once */
+        if (memcmp(leaf, fl->leaf, SDM_HASH_LEN) != 0) {
             fwd_log(f, "ledger: the answer to outbox row %" PRIu64 " names another leaf_hash "
                     "than the envelope sent; sending it again later", id);
             fwd_later(fl, now);
         } else {
             fwd_queue(f, fl)->index = index;
         }
-    } else if (ok == 0 && fwd_permanent(code)) {
+    } else if (sdm_client_status_is_server(st) && code && fwd_permanent(code)) {
         outcome *o = fwd_queue(f, fl);
         o->rejected = 1;
-        snprintf(o->code, sizeof(o->code), "%s", code);
-        snprintf(o->message, sizeof(o->message), "%s", message);
+        sdm_wire_printable(o->code, sizeof(o->code), code, strlen(code));
+        sdm_wire_printable(o->message, sizeof(o->message), err, strlen(err));
     } else {
-        /* busy, internal, or an answer we cannot read: try again later */
+        /* busy, internal, another code, or an answer that breaks the rules: again later */
+        if (!sdm_client_status_is_server(st)) {
+            char safe[256];
+            sdm_wire_printable(safe, sizeof(safe), err, strlen(err));
+            fwd_log(f, "ledger: the answer to outbox row %" PRIu64 " is malformed (%s); sending "
+                    "it again later", id, safe);
+        }
         fwd_later(fl, now);
     }
-    msgpack_unpacked_destroy(&u);
+    sdm_reply_destroy(&r);
 }
 
 /* Reads every answer waiting on the socket. The ledger's ROUTER sends [empty, payload]. */

@@ -87,7 +87,8 @@ class FakeLedger:
     """SPEC §6's ledger `append` on a ROUTER socket. A new envelope gets the next index; the
     same bytes again get the same index with duplicate: true. `answering` False commits but
     never replies (an answer lost on the way); `refuse(env)` may return (code, message) to
-    answer an error instead."""
+    answer an error instead; `mangle(env, answer)` may change the answer, or return bytes to
+    send instead of it."""
 
     def __init__(self, endpoint):
         self.endpoint = endpoint
@@ -100,6 +101,7 @@ class FakeLedger:
         self.answering = True
         self.delay = 0.0     # seconds spent on each append (a slow ledger)
         self.refuse = lambda env: None
+        self.mangle = lambda env, rep: rep
         self.ctx = zmq.Context.instance()
         self.sock = self.ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -119,7 +121,9 @@ class FakeLedger:
                 time.sleep(self.delay)
             rep = self.handle(payload)
             if rep is not None:
-                self.sock.send_multipart([ident, b"", msgpack.packb(rep, use_bin_type=True)])
+                if not isinstance(rep, bytes):
+                    rep = msgpack.packb(rep, use_bin_type=True)
+                self.sock.send_multipart([ident, b"", rep])
 
     def handle(self, payload):
         fields = raw_fields(payload)
@@ -145,6 +149,7 @@ class FakeLedger:
                        "size": size,
                        "checkpoint": "fake.ledger/test\n%d\n%s\n" % (size, base64.b64encode(root).decode()),
                        "duplicate": dup}
+            rep = self.mangle(env, rep)
             self.answers.append(rep)
             return rep if self.answering else None
 
@@ -473,6 +478,46 @@ class LedgerLink(unittest.TestCase):
         self.assertEqual(self.ledger.entries(), sent + [more])
         self.assertEqual(self.stop_worker()[0], 0)
 
+
+    # answers that break the rules are never taken as a delivery or a refusal: not msgpack,
+    # ok without index, another leaf_hash, an unknown error code, a refusal without its
+    # message. The row goes again each time and ends in the log once.
+    def test_malformed_answers_are_sent_again(self):
+        self.ledger = FakeLedger(self.ep)
+        tries = {}
+
+        def mangle(env, rep):
+            tries[env] = tries.get(env, 0) + 1
+            t, head = tries[env], {"id": rep["id"], "ok": False}
+            if t == 1:
+                return b"\x93\x01\x02"  # an array, not a map: no id to go by
+            if t == 2:
+                return {k: v for k, v in rep.items() if k != "index"}
+            if t == 3:
+                return dict(rep, leaf_hash=b"\0" * 32)
+            if t == 4:
+                return dict(head, error={"code": "no_such_code", "message": "?"})
+            if t == 5:
+                return dict(head, error={"code": "unauthorized"})
+            return rep
+
+        self.ledger.mangle = mangle
+        self.w = LoudWorker(args=["--ledger", self.ep])
+        self.c = Raw(self.w.endpoint)
+        register(self.c)
+        sent = [contribute(self.c, b) for b in range(2)]
+        # the first answer cannot be matched to a row, so that row waits out a 5 s silence
+        wait_for(lambda: counts(self.c) == (0, 2, 0), timeout=20, what="both delivered")
+        self.assertEqual(self.ledger.entries(), sent)
+        self.assertEqual([self.ledger.sends(e) for e in sent], [6, 6])
+        log = self.w.log()
+        self.assertIn("unreadable answer dropped", log)
+        self.assertIn("is malformed (reply: 'index' missing", log)
+        self.assertIn("names another leaf_hash", log)
+        self.assertIn("unknown code 'no_such_code'", log)
+        self.assertIn("'error.code' or 'error.message' missing", log)
+        self.assertNotIn("refused", log)
+        self.assertEqual(self.stop_worker()[0], 0)
 
     # a backlog answered together: deliveries, a refusal and a transient error in the same
     # rounds are each settled as the ledger said, and the counters agree with the ledger
