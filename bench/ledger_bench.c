@@ -29,6 +29,7 @@
 
 #include "benchutil.h"
 #include "body.h"
+#include "jsonout.h"
 #include "ledger.h"
 #include "ledger_log.h"
 #include "merkle.h"
@@ -1275,21 +1276,6 @@ static void bench_proofs(proof_result *pr, void *ctx, uint64_t entries, uint64_t
 
 /* ---- JSON ------------------------------------------------------------------------------------- */
 
-static void json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 static void json_q(FILE *f, const char *name, const quantiles *q, int digits)
 {
     fprintf(f, "\"%s\": {\"p50\": %.*f, \"p99\": %.*f, \"max\": %.*f, \"mean\": %.*f}", name,
@@ -1476,16 +1462,16 @@ int main(int argc, char **argv)
         co += (size_t)snprintf(command + co, sizeof(command) - co, "%s%s", i ? " " : "", argv[i]);
 
     fprintf(f, "{\"bench\": \"ledger\", \"command\": ");
-    json_str(f, command);
+    sdm_json_write_str(f, command);
     fprintf(f, ", \"date\": \"%s\",\n \"machine\": {\"host\": ", date);
-    json_str(f, host);
+    sdm_json_write_str(f, host);
     fprintf(f, ", \"cpu\": ");
-    json_str(f, cpu);
+    sdm_json_write_str(f, cpu);
     fprintf(f, ", \"nproc\": %ld, \"loadavg_start\": [%.2f, %.2f, %.2f], "
             "\"loadavg_end\": [%.2f, %.2f, %.2f], \"dir\": ",
             sysconf(_SC_NPROCESSORS_ONLN), load0[0], load0[1], load0[2], load1[0], load1[1],
             load1[2]);
-    json_str(f, o.dir);
+    sdm_json_write_str(f, o.dir);
 #ifdef __OPTIMIZE__
     const char *build = "optimized";
 #else

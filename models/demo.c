@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "digits.h"
+#include "jsonout.h"
 #include "eval.h"
 #include "ledger.h"
 #include "logreg.h"

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "digits.h"
+#include "jsonout.h"
 #include "logreg.h"
 #include "mlp.h"
 #include "png.h"
@@ -1311,20 +1312,6 @@ void sdm_eval_print_table(const sdm_eval_result *r, FILE *f)
             "ranked lowest by mean score; rank: the corrupted contributor's place among %u "
             "by mean score (1 = most harmful). %.1f s in all, %s.\n",
             r->contributors, r->seconds, r->backend);
-}
-
-void sdm_json_write_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
 }
 
 static void json_num(FILE *f, double v)

@@ -158,9 +158,6 @@ SDM_NODISCARD sdm_status sdm_eval_write_png(const sdm_eval_result *r, const char
                                             size_t err_len);
 /* Several results (e.g. logreg and mlp) as one JSON array / one table after another. */
 void sdm_eval_print_json_many(sdm_eval_result *const *r, size_t n, FILE *f);
-/* s as a JSON string (quotes, backslashes and control characters escaped); for `sediment
- * demo`'s JSON too. */
-void sdm_json_write_str(FILE *f, const char *s);
 
 /* ---- the statistics, exposed for tests ------------------------------------------------ */
 

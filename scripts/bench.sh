@@ -4,12 +4,7 @@
 # and the numpy implementation of the same maths. Extra arguments go to sediment-bench
 # (`build/bin/sediment-bench --help` lists them).
 set -eu
-case "${1:-}" in
--h | --help)
-    sed -n '2,/^set -eu/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-    exit 0
-    ;;
-esac
+. "$(dirname "$0")/help.sh"
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 [ -x "$(command -v nvcc || true)" ] || [ ! -x /usr/local/cuda/bin/nvcc ] || PATH="$PATH:/usr/local/cuda/bin"

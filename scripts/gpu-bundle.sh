@@ -11,12 +11,7 @@
 # an NVIDIA driver and CUDA runtime libraries (libcudart, libcublas, libcusolver) of the same
 # major version as this machine's nvcc.
 set -eu
-case "${1:-}" in
--h | --help)
-    sed -n '2,/^set -eu/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-    exit 0
-    ;;
-esac
+. "$(dirname "$0")/help.sh"
 cd "$(dirname "$0")/.."
 OUT=${1:-gpu-bundle}
 BUILD=${BUILD:-build-gpu-bundle}

@@ -12,16 +12,13 @@
 # Each step prints one line as it starts, so a long run shows where it is; the exit status is
 # 0 only when every step passed.
 set -u
+. "$(dirname "$0")/help.sh"
 cd "$(dirname "$0")/.."
 BIN=${BIN:-build/bin}
 OUTDIR=${OUTDIR:-bench/results/run}
 WHAT=${1:-all}
 case "$WHAT" in
 tests | bench | all) ;;
--h | --help)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
-    exit 0
-    ;;
 *)
     echo "gpu-check: unknown step '$WHAT' (tests, bench or all)" >&2
     exit 2

@@ -3,12 +3,7 @@
 # Run as root (or through sudo). CUDA is not a Debian package: when nvcc is on PATH (or in
 # /usr/local/cuda/bin) the build adds the cuda backend, otherwise it builds cpu-only.
 set -eu
-case "${1:-}" in
--h | --help)
-    sed -n '2,/^set -eu/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
-    exit 0
-    ;;
-esac
+. "$(dirname "$0")/help.sh"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive

@@ -30,6 +30,7 @@
 #include "demo.h"
 #include "eval.h"
 #include "fileio.h"
+#include "jsonout.h"
 #include "merkle.h"
 #include "mirror.h"
 #include "note.h"
@@ -397,20 +398,6 @@ static int parse_command(globals *g, int argc, char **argv, const command_spec *
 
 /* ---- output helpers ------------------------------------------------------------------ */
 
-static void print_json_str(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20 || *p == 0x7f)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 static void print_hex(FILE *f, const uint8_t *b, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -423,9 +410,9 @@ static int call_failed(const globals *g, sdm_client_t *c, sdm_client_status st)
     const char *msg = sdm_client_last_error(c);
     if (g->json) {
         printf("{\"ok\": false, \"error\": {\"code\": ");
-        print_json_str(stdout, sdm_client_status_str(st));
+        sdm_json_write_str(stdout, sdm_client_status_str(st));
         printf(", \"message\": ");
-        print_json_str(stdout, msg);
+        sdm_json_write_str(stdout, msg);
         printf("}}\n");
     }
     if (sdm_client_status_is_server(st))
@@ -1452,7 +1439,7 @@ static int cmd_verify(globals *g, int argc, char **argv)
 
     if (g->json) {
         printf("{\"ok\": %s, \"file\": ", rc == 0 ? "true" : "false");
-        print_json_str(stdout, path);
+        sdm_json_write_str(stdout, path);
         printf(", \"signature\": %s", st == SDM_CLIENT_OK ? "true" : "false");
         if (st == SDM_CLIENT_OK) {
             printf(", \"signer\": \"");
@@ -1465,7 +1452,7 @@ static int cmd_verify(globals *g, int argc, char **argv)
             printf(", \"leaf_ok\": %s", leaf_state == 0 ? "true" : "false");
         if (problem) {
             printf(", \"problem\": ");
-            print_json_str(stdout, problem);
+            sdm_json_write_str(stdout, problem);
         }
         if (body) {
             char *j = sdm_reply_json(body);
@@ -1604,11 +1591,11 @@ static int cmd_keygen(globals *g, int argc, char **argv)
     }
     if (g->json) {
         printf("{\"public_key\": ");
-        print_json_str(stdout, pub);
+        sdm_json_write_str(stdout, pub);
         printf(", \"key_file\": ");
-        print_json_str(stdout, key_path);
+        sdm_json_write_str(stdout, key_path);
         printf(", \"pub_file\": ");
-        print_json_str(stdout, pub_path);
+        sdm_json_write_str(stdout, pub_path);
         printf("}\n");
     } else {
         printf("secret key  %s (mode 0600)\npublic key  %s: %s\n", key_path, pub_path, pub);
@@ -1763,7 +1750,7 @@ static int check_failed(const globals *g, int rc, const char *fmt, ...)
     va_end(ap);
     if (g->json) {
         printf("{\"ok\": false, \"problem\": ");
-        print_json_str(stdout, msg);
+        sdm_json_write_str(stdout, msg);
         printf("}\n");
     }
     fprintf(stderr, "sediment %s: %s\n", s_cmd, msg);
@@ -1924,7 +1911,7 @@ static void print_json_hex(FILE *f, const uint8_t *b, size_t n)
 static void print_checkpoint_json(const sdm_ledger_checkpoint *cp)
 {
     printf("\"origin\": ");
-    print_json_str(stdout, cp->origin);
+    sdm_json_write_str(stdout, cp->origin);
     printf(", \"size\": %" PRIu64 ", \"root\": ", cp->size);
     print_json_hex(stdout, cp->root, 32);
 }
@@ -1979,7 +1966,7 @@ static int cmd_ledger_info(globals *g, int argc, char **argv)
             j[strlen(j) - 1] = 0;
             printf("%s, \"verifier_key\": ", j);
             if (vkey)
-                print_json_str(stdout, vkey);
+                sdm_json_write_str(stdout, vkey);
             else
                 printf("null");
             printf("}\n");
@@ -2092,9 +2079,9 @@ static int cmd_ledger_key(globals *g, int argc, char **argv)
                                  origin);
     } else if (g->json) {
         printf("{\"verifier_key\": ");
-        print_json_str(stdout, vkey);
+        sdm_json_write_str(stdout, vkey);
         printf(", \"origin\": ");
-        print_json_str(stdout, origin);
+        sdm_json_write_str(stdout, origin);
         printf(", \"ledger_key\": ");
         print_json_hex(stdout, key, 32);
         printf("}\n");
@@ -2132,12 +2119,12 @@ static int cmd_checkpoint(globals *g, int argc, char **argv)
         printf("{\"ok\": true, ");
         print_checkpoint_json(&cp);
         printf(", \"verifier_key\": ");
-        print_json_str(stdout, t.resolved);
+        sdm_json_write_str(stdout, t.resolved);
         printf(", \"trust\": \"%s\", \"checkpoint\": ", trust_name(&t));
-        print_json_str(stdout, note);
+        sdm_json_write_str(stdout, note);
         if (out) {
             printf(", \"out\": ");
-            print_json_str(stdout, out);
+            sdm_json_write_str(stdout, out);
         }
         printf("}\n");
     } else {
@@ -2263,14 +2250,14 @@ static int cmd_prove(globals *g, int argc, char **argv)
             print_json_hex(stdout, path[i], 32);
         }
         printf("], \"type\": ");
-        print_json_str(stdout, type ? type : "");
+        sdm_json_write_str(stdout, type ? type : "");
         printf(", \"signer\": ");
         print_json_hex(stdout, signer, 32);
         printf(", \"entry\": ");
         print_json_hex(stdout, env, env_len);
         if (entry_file) {
             printf(", \"entry_file\": ");
-            print_json_str(stdout, entry_file);
+            sdm_json_write_str(stdout, entry_file);
         }
         printf("}\n");
     } else {
@@ -2356,7 +2343,7 @@ static int cmd_consistency(globals *g, int argc, char **argv)
     }
     if (g->json) {
         printf("{\"ok\": true, \"origin\": ");
-        print_json_str(stdout, oldc.origin);
+        sdm_json_write_str(stdout, oldc.origin);
         printf(", \"old\": {\"size\": %" PRIu64 ", \"root\": ", oldc.size);
         print_json_hex(stdout, oldc.root, 32);
         printf("}, \"new\": {\"size\": %" PRIu64 ", \"root\": ", newc.size);
@@ -2715,7 +2702,7 @@ static int cmd_audit(globals *g, int argc, char **argv)
                root_ok ? "true" : "false", a->n_ok);
         for (size_t i = 0; i < a->n_bad; i++) {
             printf("%s{\"index\": %" PRIu64 ", \"why\": ", i ? ", " : "", a->bad[i].index);
-            print_json_str(stdout, a->bad[i].why);
+            sdm_json_write_str(stdout, a->bad[i].why);
             printf("}");
         }
         printf("], \"seconds\": %.3f}\n", secs);
@@ -2908,7 +2895,7 @@ static void print_bad_json(const audit_ctx *a)
     printf("[");
     for (size_t i = 0; i < a->n_bad; i++) {
         printf("%s{\"index\": %" PRIu64 ", \"why\": ", i ? ", " : "", a->bad[i].index);
-        print_json_str(stdout, a->bad[i].why);
+        sdm_json_write_str(stdout, a->bad[i].why);
         printf("}");
     }
     printf("]");
@@ -3083,7 +3070,7 @@ static int mirror_run(globals *g, mirror_opts *o)
     const char *trust = o->given ? trust_name(&o->t) : "stored";
     if (g->json) {
         printf("{\"ok\": true, \"dir\": ");
-        print_json_str(stdout, o->dir);
+        sdm_json_write_str(stdout, o->dir);
         printf(", ");
         print_checkpoint_json(&newc);
         printf(", \"previous_size\": %" PRIu64 ", \"new_entries\": %" PRIu64
@@ -3168,7 +3155,7 @@ static int mirror_check(globals *g, mirror_opts *o)
     double secs = seconds_since(&t0);
     if (g->json) {
         printf("{\"ok\": %s, \"dir\": ", ok ? "true" : "false");
-        print_json_str(stdout, o->dir);
+        sdm_json_write_str(stdout, o->dir);
         printf(", ");
         print_checkpoint_json(cp);
         printf(", \"trust\": \"%s\", \"root_ok\": %s, \"entries_ok\": %" PRIu64 ", \"bad\": ",
@@ -3177,7 +3164,7 @@ static int mirror_check(globals *g, mirror_opts *o)
         printf(", \"trailing_bytes\": %" PRIu64, tail);
         if (ms != SDM_MIRROR_OK) {
             printf(", \"problem\": ");
-            print_json_str(stdout, err);
+            sdm_json_write_str(stdout, err);
         }
         printf(", \"seconds\": %.3f}\n", secs);
     } else {
@@ -3386,9 +3373,9 @@ static int mirror_restore(globals *g, mirror_opts *o)
     double secs = seconds_since(&t0);
     if (g->json) {
         printf("{\"ok\": true, \"dir\": ");
-        print_json_str(stdout, o->dir);
+        sdm_json_write_str(stdout, o->dir);
         printf(", \"ledger\": ");
-        print_json_str(stdout, o->restore_to);
+        sdm_json_write_str(stdout, o->restore_to);
         printf(", ");
         print_checkpoint_json(&fc);
         printf(", \"previous_size\": %" PRIu64 ", \"new_entries\": %" PRIu64

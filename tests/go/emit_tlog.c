@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonout.h"
 #include "merkle.h"
 #include "note.h"
 #include "sign.h"
@@ -87,23 +88,6 @@ static void make_leaf(uint64_t i, leaf *l)
 }
 
 /* ---- JSON writing ------------------------------------------------------------------------- */
-
-static void put_string(FILE *f, const char *s, size_t len)
-{
-    fputc('"', f);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c == '\n')
-            fputs("\\n", f);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f); /* UTF-8 (the em dash of signature lines) passes through */
-    }
-    fputc('"', f);
-}
 
 static void put_hex(FILE *f, const uint8_t *b, size_t n)
 {
@@ -384,7 +368,7 @@ static void put_bad_checkpoint(emitter *e, const sdm_note_verifier *v, const cha
         fail(e, msg);
     }
     next_item(e);
-    put_string(e->out, note, len);
+    sdm_json_write_strn(e->out, note, len);
     e->n_bad++;
 }
 
@@ -512,7 +496,7 @@ static int emit(const char *path)
         return 1;
     }
     fputs("{\"vkey\": ", e.out);
-    put_string(e.out, vkey, strlen(vkey));
+    sdm_json_write_strn(e.out, vkey, strlen(vkey));
 
     char *notes[N_CPS] = {0};
     begin_list(&e, "checkpoints");
@@ -528,7 +512,7 @@ static int emit(const char *path)
         if (sdm_note_verify(notes[c], len, &v, 1, NULL, err, sizeof(err)) != SDM_NOTE_OK)
             fail(&e, "our verifier rejects a checkpoint we signed");
         next_item(&e);
-        put_string(e.out, notes[c], len);
+        sdm_json_write_strn(e.out, notes[c], len);
     }
     end_list(&e);
 
