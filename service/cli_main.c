@@ -27,8 +27,6 @@
 #include <zmq.h>
 
 #include "body.h"
-#include "demo.h"
-#include "eval.h"
 #include "fileio.h"
 #include "jsonout.h"
 #include "merkle.h"
@@ -3650,16 +3648,29 @@ static int cmd_rewards(globals *g, int argc, char **argv)
 static const char s_help_eval[] =
     "usage: sediment eval [options]   (the options of sediment-eval; --help lists them)\n";
 
-/* Runs a main from models/ in this process (eval, demo) as "sediment CMD": the command's
- * own options, and --json when given globally. */
-static int run_models_main(globals *g, int argc, char **argv, int (*run)(int, char **))
+/* Runs `prog`, the program beside this one (eval and demo are programs of their own, so that
+ * the other commands start without the engine and the CUDA libraries it loads), in this
+ * process's place as "sediment CMD": the command's own options, and --json when given
+ * globally. Returns only when it cannot be run. */
+static int run_beside(globals *g, int argc, char **argv, const char *prog)
 {
-    char name[32];
+    char name[32], self[PATH_MAX], path[PATH_MAX + 64];
     snprintf(name, sizeof(name), "sediment %s", s_cmd);
+    ssize_t len = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (len <= 0) {
+        fprintf(stderr, "%s: cannot find this program's directory (/proc/self/exe): %s\n", name,
+                strerror(errno));
+        return EXIT_SERVER;
+    }
+    self[len] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(path, sizeof(path), "%s/%s", slash ? self : ".", prog);
     char **args = calloc((size_t)argc + 3, sizeof(*args));
     if (!args) {
         fprintf(stderr, "%s: out of memory\n", name);
-        return EXIT_USAGE;
+        return EXIT_SERVER;
     }
     int n = 0, has_json = 0;
     args[n++] = name;
@@ -3669,15 +3680,18 @@ static int run_models_main(globals *g, int argc, char **argv, int (*run)(int, ch
     }
     if (g->json && !has_json)
         args[n++] = "--json";
-    int rc = run(n, args);
+    fflush(NULL);
+    execv(path, args);
+    fprintf(stderr, "%s: cannot run %s: %s (it is built with sediment: cmake --build BUILD "
+            "--target %s)\n", name, path, strerror(errno), prog);
     free(args);
-    return rc;
+    return EXIT_SERVER;
 }
 
-/* The eval runs here, from models/: its own options, and --json when given globally. */
+/* The eval (sediment-eval): its own options, and --json when given globally. */
 static int cmd_eval(globals *g, int argc, char **argv)
 {
-    return run_models_main(g, argc, argv, sdm_eval_main);
+    return run_beside(g, argc, argv, "sediment-eval");
 }
 
 /* ---- demo ---------------------------------------------------------------------------- */
@@ -3685,11 +3699,11 @@ static int cmd_eval(globals *g, int argc, char **argv)
 static const char s_help_demo[] =
     "usage: sediment demo [options]   (--help lists them)\n";
 
-/* The demo runs here, from models/, with its own worker and ledger: its own options, and
- * --json when given globally. */
+/* The demo (sediment-demo), with its own worker and ledger in its process: its own options,
+ * and --json when given globally. */
 static int cmd_demo(globals *g, int argc, char **argv)
 {
-    return run_models_main(g, argc, argv, sdm_demo_main);
+    return run_beside(g, argc, argv, "sediment-demo");
 }
 
 /* ---- main ---------------------------------------------------------------------------- */

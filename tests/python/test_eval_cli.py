@@ -1,9 +1,11 @@
-"""test_eval_cli.py - `sediment eval` runs the eval in the client's process: --quick, global
---json, and figures that say the attributions carry signal (trak well above dot, and far
+"""test_eval_cli.py - `sediment eval` runs sediment-eval (beside it) in its place: --quick, global
+--json, a clear error without sediment-eval, and figures that say the attributions carry signal (trak well above dot, and far
 above zero), so a broken wiring or a broken pipeline fails here."""
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import unittest
 
 BIN = os.environ.get("SDM_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "build", "bin"))
@@ -48,6 +50,19 @@ class EvalCommand(unittest.TestCase):
         rc, _, err = self.run_eval("eval", "--model", "forest")
         self.assertEqual(rc, 2)
         self.assertIn("--model", err)
+
+    # without the program beside it, eval and demo say which program and how to build it
+    def test_missing_program_beside(self):
+        with tempfile.TemporaryDirectory() as d:
+            shutil.copy(os.path.join(BIN, "sediment"), d)
+            for cmd, prog in [("eval", "sediment-eval"), ("demo", "sediment-demo")]:
+                p = subprocess.run([os.path.join(d, "sediment"), cmd, "--quick"], capture_output=True,
+                                   timeout=60)
+                self.assertEqual(p.returncode, 1, cmd)
+                err = p.stderr.decode()
+                self.assertIn("sediment %s: cannot run %s" % (cmd, os.path.join(os.path.realpath(d), prog)), err)
+                self.assertIn("--target %s" % prog, err)
+                self.assertEqual(p.stdout, b"")
 
 
 if __name__ == "__main__":
