@@ -101,13 +101,26 @@ sdm_status sdm_backend_fail(sdm_backend *be, sdm_status status, const char *fmt,
     ;
 
 /* Constructors. Each returns SDM_OK and fills *be, or a status with a message in be->error.
- * sdm_cuda_backend_init returns SDM_ERR_UNSUPPORTED when built without CUDA and
- * SDM_ERR_DEVICE when no device is usable. */
+ * sdm_cuda_backend_init returns SDM_ERR_UNSUPPORTED when built without CUDA or when the cuda
+ * module cannot be loaded, and SDM_ERR_DEVICE when no device is usable. */
 sdm_status sdm_cpu_backend_init(sdm_backend *be, int threads);
 sdm_status sdm_cuda_backend_init(sdm_backend *be, int device);
 
-/* Number of CUDA devices usable (0 when built without CUDA or none is present). */
+/* Number of CUDA devices usable (0 when built without CUDA, when the cuda module cannot be
+ * loaded, or when none is present). */
 int sdm_cuda_device_count(void);
+
+/* With CUDA, the two above load the cuda module, libsediment_cuda.so (cuda_loader.c), once,
+ * and call its entry points, which are these; a program that loads no module starts without
+ * the CUDA libraries and runs where they are absent. */
+sdm_status sdm_cudamod_backend_init(sdm_backend *be, int device);
+int sdm_cudamod_device_count(void);
+
+/* The module's sdm_cudamod_abi holds this, and the loader refuses a module whose value differs
+ * (one built from other sources, whose structs may be laid out otherwise). Bump the first
+ * number when the interface changes in a way the sizes do not show. */
+#define SDM_CUDAMOD_ABI                                                                        \
+    ((uint32_t)(1u * 1000000u + sizeof(struct sdm_backend) * 1000u + sizeof(struct sdm_backend_i)))
 
 #ifdef __cplusplus
 }

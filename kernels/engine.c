@@ -30,15 +30,6 @@ static _Thread_local struct {
 
 /* ---- errors -------------------------------------------------------------------------- */
 
-sdm_status sdm_backend_fail(sdm_backend *be, sdm_status status, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(be->error, sizeof(be->error), fmt, ap);
-    va_end(ap);
-    return status;
-}
-
 sdm_status sdm_engine_fail(sdm_engine_t *eng, sdm_status status, const char *fmt, ...)
 {
     va_list ap;

@@ -1,8 +1,9 @@
 /* types.c - the public types' names, sizes and conversions (status strings, dtype sizes,
- * enum names, f16/bf16, Philox, the projection spec's check): what the service's codecs need without an engine. In a file
+ * enum names, f16/bf16, Philox, the projection spec's check, a backend's error message): what the service's codecs need without an engine. In a file
  * of their own so that a program using only these (the ledger) does not link the backends and
- * load their libraries. */
+ * load their libraries; the cuda backend's module (libsediment_cuda.so) carries its own copy. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <string.h>
@@ -222,4 +223,15 @@ sdm_status sdm_projection_check(const sdm_projection *p, char *msg, size_t msg_l
     if (msg && msg_len > 0)
         snprintf(msg, msg_len, "%s", why);
     return SDM_ERR_BAD_INPUT;
+}
+
+/* ---- a backend's errors ---------------------------------------------------------------- */
+
+sdm_status sdm_backend_fail(sdm_backend *be, sdm_status status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(be->error, sizeof(be->error), fmt, ap);
+    va_end(ap);
+    return status;
 }

@@ -31,10 +31,15 @@ mkdir -p "$OUT/bin" "$OUT/lib"
 for p in $PROGS; do
     cp "$BUILD/bin/$p" "$OUT/bin/"
 done
+# the cuda backend's module, which the programs load from ../lib
+cp "$BUILD/lib/libsediment_cuda.so" "$OUT/lib/"
 # every resolved library but the C library's, libstdc++'s and the CUDA toolkit's
+{
 for p in $PROGS; do
     ldd "$BUILD/bin/$p" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}'
-done | sort -u | while read -r name path; do
+done
+ldd "$BUILD/lib/libsediment_cuda.so" | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}'
+} | sort -u | while read -r name path; do
     case "$name" in
     libc.so* | libm.so* | libdl.so* | librt.so* | libpthread.so* | ld-linux* | libstdc++.so* | \
         libgcc_s.so* | libcuda.so* | libcudart.so* | libcublas* | libcusolver* | libcusparse* | \

@@ -623,6 +623,19 @@ int main(void)
     CU_pSuite suite;
     unsigned failed;
 
+#ifdef SDM_HAVE_CUDA
+    /* a build with CUDA must load its module (libsediment_cuda.so): only a missing device is
+     * a reason to skip */
+    sdm_engine_opts probe_opts = {SDM_BACKEND_CUDA, 0, 0, 0};
+    sdm_status probe_st;
+    char probe_err[256];
+    sdm_engine_t *probe = sdm_engine_new(&probe_opts, &probe_st, probe_err, sizeof(probe_err));
+    if (!probe && probe_st != SDM_ERR_DEVICE) {
+        fprintf(stderr, "cuda engine: %s\n", probe_err);
+        return 1;
+    }
+    sdm_engine_destroy(&probe);
+#endif
     if (sdm_cuda_device_count() <= 0) {
         printf("no CUDA device: skipping\n");
         return 0;

@@ -331,7 +331,7 @@ static const struct sdm_backend_i s_cuda_iface = {
 
 /* ---- constructors ------------------------------------------------------------------- */
 
-int sdm_cuda_device_count(void)
+int sdm_cudamod_device_count(void)
 {
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess) {
@@ -341,7 +341,7 @@ int sdm_cuda_device_count(void)
     return count;
 }
 
-sdm_status sdm_cuda_backend_init(sdm_backend *be, int device)
+sdm_status sdm_cudamod_backend_init(sdm_backend *be, int device)
 {
     sdm_status st = SDM_OK;
     sdm_cuda_ctx *ctx = NULL;
@@ -399,3 +399,6 @@ done:
     s_ctx_destroy(ctx);
     return st;
 }
+
+/* What the loader checks before it calls anything here (backend.h). */
+extern "C" const uint32_t sdm_cudamod_abi = SDM_CUDAMOD_ABI;

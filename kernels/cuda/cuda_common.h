@@ -1,8 +1,10 @@
 /* cuda_common.h - what the CUDA backend's .cu files share: context, check macros, ops.
  *
  * Included only by the .cu files of kernels/cuda. Everything declared here has C linkage,
- * so the symbols read the same from C and in a debugger; only sdm_cuda_backend_init and
- * sdm_cuda_device_count (declared in backend.h) are called from the C side.
+ * so the symbols read the same from C and in a debugger. They are built into a module of
+ * their own, libsediment_cuda.so, that the engine loads when it first wants a device
+ * (cuda_loader.c); only its entry points sdm_cudamod_backend_init and
+ * sdm_cudamod_device_count (declared in backend.h) are called from the C side.
  *
  * Error handling: every foreign call goes through one check macro per API. The macros
  * record the expression, file and line in be->error through sdm_backend_fail, store the
