@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,6 +24,7 @@
 #include "ledger_log.h"
 #include "netsec.h"
 #include "note.h"
+#include "ratelog.h"
 #include "rewards.h"
 #include "sign.h"
 #include "wire.h"
@@ -62,6 +64,7 @@ struct sdm_ledger {
 
     /* appends waiting for their signature and body check; checkers take them */
     pthread_mutex_t check_mu;
+    sdm_ratelog alog; /* failed appends' log lines */
     pthread_cond_t check_cv;
     ljob *check_head, *check_tail;
     int checkers_stop;
@@ -522,7 +525,14 @@ static void *writer_main(void *arg)
         char *note = NULL;
         char err[512] = "";
         if (sdm_ledger_log_append(l->log, items, n, &size, &note, err, sizeof(err)) != 0) {
-            logf_(l, "append of %zu entries failed: %s", n, err);
+            char held_line[384];
+            uint64_t held;
+            /* once, not once per retry while the disk stays full */
+            if (sdm_ratelog_take(&l->alog, err, held_line, sizeof(held_line), &held)) {
+                if (held)
+                    logf_(l, "appends failed %" PRIu64 " more times: %s", held, held_line);
+                logf_(l, "append of %zu entries failed: %s", n, err);
+            }
             for (size_t i = 0; i < n; i++)
                 reply_error(group[i], SDM_WIRE_INTERNAL, "not appended: %s", err);
         } else {
@@ -712,6 +722,7 @@ sdm_ledger_t *sdm_ledger_new(const sdm_ledger_opts *opts, char *err, size_t err_
     l->opts = *opts;
     l->stop_pipe[0] = l->stop_pipe[1] = -1;
     pthread_mutex_init(&l->check_mu, NULL);
+    sdm_ratelog_init(&l->alog);
     pthread_cond_init(&l->check_cv, NULL);
     l->opts.listen = strdup(opts->listen ? opts->listen : SDM_LEDGER_DEFAULT_ENDPOINT);
     l->opts.data_dir = strdup(opts->data_dir);
@@ -916,6 +927,7 @@ void sdm_ledger_destroy(sdm_ledger_t **self_p)
     sdm_keypair_destroy(&l->kp);
     free(l->workers);
     pthread_mutex_destroy(&l->check_mu);
+    sdm_ratelog_destroy(&l->alog);
     pthread_cond_destroy(&l->check_cv);
     for (int i = 0; i < 2; i++)
         if (l->stop_pipe[i] >= 0)

@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -45,6 +46,7 @@
 #include "merkle.h"
 #include "netsec.h"
 #include "outbox.h"
+#include "ratelog.h"
 #include "sha256.h"
 #include "sign.h"
 #include "wire.h"
@@ -110,6 +112,7 @@ struct sdm_worker {
     sdm_keypair *kp;
 
     pthread_mutex_t mu; /* models array, trees, pending lists, shadow stores */
+    sdm_ratelog ilog;   /* the internal errors' log lines (log_internal) */
     wmodel **models;
     size_t n_models, cap_models;
 
@@ -273,6 +276,21 @@ static sdm_status flush_pending(sdm_worker_t *w, wmodel *m)
 
 /* ---- replies ------------------------------------------------------------------------- */
 
+/* An internal error is the worker's fault or its machine's (a disk full or failing, memory
+ * short), not the client's: the operator must see it, not only the client. Through the
+ * ratelog, so that a client retrying against a full disk does not flood the log. */
+static void log_internal(sdm_worker_t *w, sdm_worker_op op, const char *message)
+{
+    char line[384], held_line[384];
+    uint64_t held;
+    snprintf(line, sizeof(line), "%s: %s", (unsigned)op < 5 ? op_names[op] : "?", message);
+    if (!sdm_ratelog_take(&w->ilog, line, held_line, sizeof(held_line), &held))
+        return;
+    if (held)
+        logf_(w, "internal error answered %" PRIu64 " more times: %s", held, held_line);
+    logf_(w, "internal error answered: %s", line);
+}
+
 /* Every error reply goes through here: it packs the stable code and the message and counts
  * it. The message names the field; it never holds more than the request gave. */
 static void reply_error(sdm_worker_t *w, job *j, sdm_wire_code code, const char *fmt, ...)
@@ -292,6 +310,8 @@ static void reply_error(sdm_worker_t *w, job *j, sdm_wire_code code, const char 
         if ((unsigned char)*c < 0x20 || *c == 0x7f)
             *c = '?';
     atomic_fetch_add(&w->errors[code], 1);
+    if (code == SDM_WIRE_INTERNAL)
+        log_internal(w, j->req.op, e.message);
     msgpack_sbuffer_clear(&j->reply);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &j->reply, msgpack_sbuffer_write);
@@ -959,6 +979,7 @@ sdm_worker_t *sdm_worker_new(const sdm_worker_opts *opts, char *err, size_t err_
         w->opts.queue_depth = 64;
     w->data_dir = strdup(opts->data_dir);
     pthread_mutex_init(&w->mu, NULL);
+    sdm_ratelog_init(&w->ilog);
     clock_gettime(CLOCK_MONOTONIC, &w->started);
     w->opts.data_dir = w->data_dir;
     w->opts.listen = strdup(w->opts.listen);
@@ -1262,6 +1283,7 @@ void sdm_worker_destroy(sdm_worker_t **self_p)
         if (w->stop_pipe[i] >= 0)
             close(w->stop_pipe[i]);
     pthread_mutex_destroy(&w->mu);
+    sdm_ratelog_destroy(&w->ilog);
     free((char *)w->opts.listen);
     free((char *)w->opts.curve_secret);
     free((char *)w->opts.allow);
