@@ -1152,6 +1152,72 @@ static int column_hash(sqlite3_stmt *st, int col, uint8_t out[SDM_HASH_LEN])
     return 0;
 }
 
+/* A row of the batches query (the columns of sel_batches) as a batch without its files:
+ * 0, or -1 when a column is missing or malformed (b->batch is set for the message). The
+ * strings live as long as the statement's row. */
+static int read_row(const durable_model *m, sqlite3_stmt *st, sdm_durable_batch *b,
+                    int *has_weights)
+{
+    memset(b, 0, sizeof(*b));
+    sdm_leaf_fields *f = &b->leaf_fields;
+    b->model = m->name;
+    b->batch = u64_from_db(sqlite3_column_int64(st, 0));
+    f->model = m->name;
+    f->checkpoint = (const char *)sqlite3_column_text(st, 1);
+    f->lr = sqlite3_column_double(st, 2);
+    f->contributor = (const char *)sqlite3_column_text(st, 3);
+    f->shard = (const char *)sqlite3_column_text(st, 4);
+    f->n = u64_from_db(sqlite3_column_int64(st, 5));
+    f->curvature = sqlite3_column_int(st, 6) != 0;
+    b->issued_at = u64_from_db(sqlite3_column_int64(st, 11));
+    sqlite3_int64 k = sqlite3_column_int64(st, 12);
+    *has_weights = sqlite3_column_int(st, 13) != 0;
+    if (!f->checkpoint || !f->contributor || !f->shard || k != (sqlite3_int64)m->proj.dim ||
+        column_hash(st, 7, f->ids_digest) || column_hash(st, 8, f->data_digest) ||
+        column_hash(st, 9, f->weights_digest) || column_hash(st, 10, b->leaf))
+        return -1;
+    b->k = (uint32_t)k;
+    return 0;
+}
+
+int sdm_durable_batch_meta(sdm_durable_t *self, const char *model, uint64_t batch,
+                           sdm_durable_batch_cb cb, void *ctx, char *err, size_t err_len)
+{
+    const durable_model *m = model ? find_model(self, model) : NULL;
+    if (!m || batch >= m->count) {
+        sdm_errf(err, err_len, "sediment.db: no batch %" PRIu64 " of model '%s'", batch,
+                 model ? model : "(null)");
+        return -1;
+    }
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(self->db,
+                           "SELECT batch, checkpoint, lr, contributor, shard, n, curvature,"
+                           " ids_digest, data_digest, weights_digest, leaf, issued_at, k,"
+                           " has_weights, features_bytes FROM batches"
+                           " WHERE model_idx = ? AND batch = ?",
+                           -1, &st, NULL) != SQLITE_OK) {
+        sdm_errf(err, err_len, "sediment.db: reading batch %" PRIu64 " of '%s': %s", batch,
+                 m->name, sqlite3_errmsg(self->db));
+        sqlite3_finalize(st);
+        return -1;
+    }
+    sqlite3_bind_int64(st, 1, m->idx);
+    sqlite3_bind_int64(st, 2, u64_to_db(batch));
+    int rc = sqlite3_step(st), result = -1;
+    sdm_durable_batch b;
+    int has_weights;
+    if (rc != SQLITE_ROW)
+        sdm_errf(err, err_len, "sediment.db: reading batch %" PRIu64 " of '%s': %s", batch,
+                 m->name, rc == SQLITE_DONE ? "no such row" : sqlite3_errmsg(self->db));
+    else if (read_row(m, st, &b, &has_weights) != 0)
+        sdm_errf(err, err_len, "sediment.db: model '%s' batch %" PRIu64 ": bad row", m->name,
+                 batch);
+    else
+        result = cb(ctx, &b);
+    sqlite3_finalize(st);
+    return result;
+}
+
 int sdm_durable_load(sdm_durable_t *self, sdm_durable_model_cb model_cb,
                      sdm_durable_batch_cb batch_cb, void *ctx, char *err, size_t err_len)
 {
@@ -1170,31 +1236,15 @@ int sdm_durable_load(sdm_durable_t *self, sdm_durable_model_cb model_cb,
         int rc, result = 0;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
             sdm_durable_batch b;
-            memset(&b, 0, sizeof(b));
-            sdm_leaf_fields *f = &b.leaf_fields;
-            b.model = m->name;
-            b.batch = u64_from_db(sqlite3_column_int64(st, 0));
-            f->model = m->name;
-            f->checkpoint = (const char *)sqlite3_column_text(st, 1);
-            f->lr = sqlite3_column_double(st, 2);
-            f->contributor = (const char *)sqlite3_column_text(st, 3);
-            f->shard = (const char *)sqlite3_column_text(st, 4);
-            f->n = u64_from_db(sqlite3_column_int64(st, 5));
-            f->curvature = sqlite3_column_int(st, 6) != 0;
-            b.issued_at = u64_from_db(sqlite3_column_int64(st, 11));
-            sqlite3_int64 k = sqlite3_column_int64(st, 12);
-            int has_weights = sqlite3_column_int(st, 13) != 0;
-            if (b.batch != expect || !f->checkpoint || !f->contributor || !f->shard ||
-                k != (sqlite3_int64)m->proj.dim || column_hash(st, 7, f->ids_digest) ||
-                column_hash(st, 8, f->data_digest) || column_hash(st, 9, f->weights_digest) ||
-                column_hash(st, 10, b.leaf)) {
+            int has_weights;
+            if (read_row(m, st, &b, &has_weights) != 0 || b.batch != expect) {
                 sdm_errf(err, err_len, "sediment.db: model '%s' batch %" PRIu64 ": bad row", m->name,
                         b.batch);
                 result = -1;
                 break;
             }
             expect++;
-            b.k = (uint32_t)k;
+            sdm_leaf_fields *f = &b.leaf_fields;
             b.features = read_npy(self, m, b.batch, F_FEATURES, f->n, b.k, err, err_len);
             if (b.features && !f->curvature)
                 b.ids = read_npy(self, m, b.batch, F_IDS, f->n, b.k, err, err_len);

@@ -64,6 +64,14 @@ int sdm_durable_append(sdm_durable_t *self, const sdm_durable_batch *b, char *er
 /* Batches recorded for model: its next batch number (0 for an unknown model). */
 uint64_t sdm_durable_batches(const sdm_durable_t *self, const char *model);
 
+/* Calls cb once with batch `batch` of model as recorded, without its files (features, ids
+ * and weights NULL; pointers valid during the call only): to sign its receipt again. Returns
+ * cb's result, or -1 with err when there is no such batch or its row cannot be read. cb must
+ * not call other functions on this store. */
+typedef int (*sdm_durable_batch_cb)(void *ctx, const sdm_durable_batch *b);
+int sdm_durable_batch_meta(sdm_durable_t *self, const char *model, uint64_t batch,
+                           sdm_durable_batch_cb cb, void *ctx, char *err, size_t err_len);
+
 /* Calls model_cb for every model in order of registration, then batch_cb for each of its
  * batches in order, with the batch's files loaded (pointers valid during the call only).
  * So the calls go model 0, its batches, model 1, its batches, ... Either callback may be
@@ -71,7 +79,6 @@ uint64_t sdm_durable_batches(const sdm_durable_t *self, const char *model);
  * against its row. Callbacks must not call other functions on this store.
  * Stops and returns the first non-zero callback result; -1 with err on a read failure. */
 typedef int (*sdm_durable_model_cb)(void *ctx, const char *model, const sdm_projection *proj);
-typedef int (*sdm_durable_batch_cb)(void *ctx, const sdm_durable_batch *b);
 int sdm_durable_load(sdm_durable_t *self, sdm_durable_model_cb model_cb,
                      sdm_durable_batch_cb batch_cb, void *ctx, char *err, size_t err_len);
 

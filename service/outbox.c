@@ -6,6 +6,12 @@
  * request id on the wire). Table `counters` keeps `delivered` (and the highest ledger index
  * seen, for people reading the file), updated in the transaction that deletes the rows.
  *
+ * Table `receipts` keeps, per model, how many of its batches have their receipts queued
+ * (`next`: batches 0 .. next-1), raised in the transaction that queues a receipt. The worker
+ * compares it with its store at start and before each contribute, so that a batch stored
+ * while its receipt could not be queued (a failed write, or a crash between the two writes)
+ * still gets its receipt queued. Files made before the table existed get it at open.
+ *
  * Settling is one transaction for all the rows the forwarder has answers for, so a round of
  * up to 64 answers costs one fsync rather than 64: the guarantee is the same per row (settled
  * only after the ledger's answer, nothing settled half), and a kill -9 before the commit only
@@ -51,7 +57,13 @@ static const char schema_sql[] =
     "COMMIT;";
 /* clang-format on */
 
-enum { ST_PUT, ST_PEEK, ST_DELETE, ST_DELIVERED, ST_REJECT, ST_COUNT };
+/* added after version 1 without changing it: a file without the table gets it at open, and
+ * an older program opening a newer file never looks at it */
+static const char receipts_sql[] =
+    "CREATE TABLE IF NOT EXISTS receipts(model TEXT PRIMARY KEY, next INTEGER NOT NULL)"
+    " WITHOUT ROWID";
+
+enum { ST_PUT, ST_PEEK, ST_DELETE, ST_DELIVERED, ST_REJECT, ST_MARK, ST_NEXT, ST_TRACK, ST_COUNT };
 
 static const char *const stmt_sql[ST_COUNT] = {
     "INSERT INTO entries(kind, entry, queued_at) VALUES(?, ?, ?)",
@@ -62,6 +74,10 @@ static const char *const stmt_sql[ST_COUNT] = {
     " ELSE max(value, ?2) END WHERE name IN ('delivered', 'last_index')",
     "UPDATE entries SET rejected_code = ?, rejected_message = ?, rejected_at = ?"
     " WHERE seq = ? AND rejected_code IS NULL",
+    "INSERT INTO receipts(model, next) VALUES(?1, ?2)"
+    " ON CONFLICT(model) DO UPDATE SET next = max(next, excluded.next)",
+    "SELECT next FROM receipts WHERE model = ?",
+    "INSERT OR IGNORE INTO receipts(model, next) VALUES(?, ?)",
 };
 
 struct sdm_outbox {
@@ -118,6 +134,8 @@ sdm_outbox_t *sdm_outbox_open(const char *dir, char *err, size_t err_len)
         goto fail;
     /* an operator's sqlite3 shell writing the file should delay us, not fail a reply */
     sqlite3_busy_timeout(self->db, 2000);
+    if (sdm_sqlite_exec(self->db, receipts_sql, "adding the receipts table", err, err_len) != 0)
+        goto fail;
     for (int i = 0; i < ST_COUNT; i++) {
         if (sqlite3_prepare_v3(self->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &self->st[i],
                                NULL) != SQLITE_OK) {
@@ -152,8 +170,18 @@ void sdm_outbox_close(sdm_outbox_t **self_p)
     *self_p = NULL;
 }
 
-int sdm_outbox_put(sdm_outbox_t *self, const char *kind, const uint8_t *entry, size_t len,
-                   uint64_t *seq, char *err, size_t err_len)
+/* Runs one prepared statement to completion. SQLITE_DONE or the failing code. */
+static int step_once(sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return rc;
+}
+
+/* Checks put's arguments: 0, or -1 with err naming the one at fault. */
+static int check_put(const char *kind, const uint8_t *entry, size_t len, char *err,
+                     size_t err_len)
 {
     if (!kind || (strcmp(kind, "receipt") != 0 && strcmp(kind, "proof") != 0)) {
         sdm_errf(err, err_len, "kind: expected receipt or proof, got %s%s%s", kind ? "'" : "",
@@ -170,24 +198,116 @@ int sdm_outbox_put(sdm_outbox_t *self, const char *kind, const uint8_t *entry, s
                  "msgpack array of 4, 0x94)", entry[0]);
         return -1;
     }
-    pthread_mutex_lock(&self->mu);
+    return 0;
+}
+
+/* Inserts the row, and with model raises its receipts mark to next; one transaction, on
+ * disk when it returns. Under mu. 0, or -1 with err. */
+static int put_locked(sdm_outbox_t *self, const char *kind, const uint8_t *entry, size_t len,
+                      const char *model, uint64_t next, uint64_t *seq, char *err,
+                      size_t err_len)
+{
+    const char *what = "BEGIN";
+    sqlite3_int64 rowid = 0;
+    if (model && sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
+    what = "inserting it";
     sqlite3_stmt *st = self->st[ST_PUT];
     sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
     sqlite3_bind_blob64(st, 2, entry, len, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, to_db(now_ns()));
-    /* autocommit in WAL mode with synchronous=FULL: on disk when step returns */
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    int ret = 0;
-    if (rc != SQLITE_DONE) {
-        sdm_errf(err, err_len, OUTBOX_FILE ": queueing a %s of %zu bytes: %s", kind, len,
+    /* without model: autocommit in WAL mode with synchronous=FULL, on disk when step returns */
+    if (step_once(st) != SQLITE_DONE)
+        goto fail;
+    rowid = sqlite3_last_insert_rowid(self->db);
+    if (model) {
+        what = "marking the model's receipts queued";
+        st = self->st[ST_MARK];
+        sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, to_db(next));
+        if (step_once(st) != SQLITE_DONE)
+            goto fail;
+        what = "COMMIT";
+        if (sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+            goto fail;
+    }
+    if (seq)
+        *seq = (uint64_t)rowid;
+    atomic_fetch_add(&self->pending, 1);
+    return 0;
+fail:
+    sdm_errf(err, err_len, OUTBOX_FILE ": queueing a %s of %zu bytes: %s%s%s", kind, len,
+             model ? what : "", model ? ": " : "", sqlite3_errmsg(self->db));
+    if (!sqlite3_get_autocommit(self->db))
+        sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
+    return -1;
+}
+
+int sdm_outbox_put(sdm_outbox_t *self, const char *kind, const uint8_t *entry, size_t len,
+                   uint64_t *seq, char *err, size_t err_len)
+{
+    if (check_put(kind, entry, len, err, err_len) != 0)
+        return -1;
+    pthread_mutex_lock(&self->mu);
+    int ret = put_locked(self, kind, entry, len, NULL, 0, seq, err, err_len);
+    pthread_mutex_unlock(&self->mu);
+    return ret;
+}
+
+int sdm_outbox_put_receipt(sdm_outbox_t *self, const char *model, uint64_t batch,
+                           const uint8_t *entry, size_t len, uint64_t *seq, char *err,
+                           size_t err_len)
+{
+    if (!model || !model[0]) {
+        sdm_errf(err, err_len, "model: empty");
+        return -1;
+    }
+    if (batch >= (uint64_t)INT64_MAX) {
+        sdm_errf(err, err_len, "batch: %" PRIu64 " out of range", batch);
+        return -1;
+    }
+    if (check_put("receipt", entry, len, err, err_len) != 0)
+        return -1;
+    pthread_mutex_lock(&self->mu);
+    int ret = put_locked(self, "receipt", entry, len, model, batch + 1, seq, err, err_len);
+    pthread_mutex_unlock(&self->mu);
+    return ret;
+}
+
+int sdm_outbox_receipts_next(sdm_outbox_t *self, const char *model, uint64_t *next, char *err,
+                             size_t err_len)
+{
+    pthread_mutex_lock(&self->mu);
+    sqlite3_stmt *st = self->st[ST_NEXT];
+    sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st), ret = 0;
+    if (rc == SQLITE_ROW) {
+        sqlite3_int64 v = sqlite3_column_int64(st, 0);
+        *next = v < 0 ? 0 : (uint64_t)v;
+        ret = 1;
+    } else if (rc != SQLITE_DONE) {
+        sdm_errf(err, err_len, OUTBOX_FILE ": reading the receipts mark of model %s: %s", model,
                  sqlite3_errmsg(self->db));
         ret = -1;
-    } else {
-        if (seq)
-            *seq = (uint64_t)sqlite3_last_insert_rowid(self->db);
-        atomic_fetch_add(&self->pending, 1);
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    pthread_mutex_unlock(&self->mu);
+    return ret;
+}
+
+int sdm_outbox_track(sdm_outbox_t *self, const char *model, uint64_t next, char *err,
+                     size_t err_len)
+{
+    pthread_mutex_lock(&self->mu);
+    sqlite3_stmt *st = self->st[ST_TRACK];
+    sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, to_db(next));
+    int ret = 0;
+    if (step_once(st) != SQLITE_DONE) {
+        sdm_errf(err, err_len, OUTBOX_FILE ": tracking the receipts of model %s: %s", model,
+                 sqlite3_errmsg(self->db));
+        ret = -1;
     }
     pthread_mutex_unlock(&self->mu);
     return ret;
@@ -235,15 +355,6 @@ int sdm_outbox_peek(sdm_outbox_t *self, uint64_t after_seq, size_t max, sdm_outb
     sqlite3_clear_bindings(st);
     pthread_mutex_unlock(&self->mu);
     return seen;
-}
-
-/* Runs one prepared statement to completion. SQLITE_DONE or the failing code. */
-static int step_once(sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return rc;
 }
 
 int sdm_outbox_settle(sdm_outbox_t *self, sdm_outbox_settlement *items, size_t n, char *err,

@@ -62,6 +62,25 @@ void sdm_outbox_close(sdm_outbox_t **self_p);
 SDM_OUTBOX_WUR int sdm_outbox_put(sdm_outbox_t *self, const char *kind, const uint8_t *entry,
                                   size_t len, uint64_t *seq, char *err, size_t err_len);
 
+/* Receipts are tracked per model, so that a batch the worker stored but whose receipt it
+ * could not queue (a failed write, or a crash between the two) is found and its receipt queued
+ * later (docs/worker.md, "The outbox").
+ *
+ * sdm_outbox_put_receipt queues the receipt of batch `batch` of model as sdm_outbox_put does,
+ * and in the same transaction raises the model's mark to batch + 1 (never lowers it): the
+ * batches 0 .. mark-1 have their receipts queued. */
+SDM_OUTBOX_WUR int sdm_outbox_put_receipt(sdm_outbox_t *self, const char *model, uint64_t batch,
+                                          const uint8_t *entry, size_t len, uint64_t *seq,
+                                          char *err, size_t err_len);
+
+/* The model's mark into *next: 1; 0 when the model is not tracked (no row); -1 with err. */
+SDM_OUTBOX_WUR int sdm_outbox_receipts_next(sdm_outbox_t *self, const char *model,
+                                            uint64_t *next, char *err, size_t err_len);
+
+/* Starts tracking model with the mark next, unless it is tracked already. 0, or -1 with err. */
+SDM_OUTBOX_WUR int sdm_outbox_track(sdm_outbox_t *self, const char *model, uint64_t next,
+                                    char *err, size_t err_len);
+
 /* Calls cb for the oldest pending rows with seq > after_seq, in order of seq, at most max
  * of them (max >= 1). Returns how many rows cb saw, or -1 with err set. */
 SDM_OUTBOX_WUR int sdm_outbox_peek(sdm_outbox_t *self, uint64_t after_seq, size_t max,

@@ -77,6 +77,8 @@ typedef struct wmodel {
     pending_batch *pend;
     size_t n_pend, cap_pend;
     sdm_merkle_t *tree;   /* every durable batch */
+    uint64_t receipts_next; /* with --ledger: batches 0 .. this-1 have their receipts in the
+                             * outbox (the ingest thread's; see queue_receipt) */
 } wmodel;
 
 typedef struct job {
@@ -113,6 +115,11 @@ struct sdm_worker {
 
     pthread_mutex_t mu; /* models array, trees, pending lists, shadow stores */
     sdm_ratelog ilog;   /* the internal errors' log lines (log_internal) */
+    /* SDM_TEST_FAULT=receipt-put-fail:N[-M] or receipt-put-crash:N, for the tests only: the
+     * Nth (to Mth) receipt this process tries to queue fails, or the process dies (_exit 137,
+     * as a kill -9 would) just before the Nth, after its batch was stored */
+    int fault_crash;
+    uint64_t fault_at, fault_to, receipt_puts;
     wmodel **models;
     size_t n_models, cap_models;
 
@@ -453,6 +460,120 @@ static int queue_for_ledger(sdm_worker_t *w, const char *kind, const uint8_t *en
     return 0;
 }
 
+/* Queues the receipt of batch `batch` of m and raises m->receipts_next past it: 0, or -1 with
+ * err set. Ingest thread (or the start, before the threads run). */
+static int queue_receipt(sdm_worker_t *w, wmodel *m, uint64_t batch, const uint8_t *env,
+                         size_t len, char *err, size_t err_len)
+{
+    if (w->fault_at && ++w->receipt_puts >= w->fault_at && w->receipt_puts <= w->fault_to) {
+        if (w->fault_crash)
+            _exit(137);
+        snprintf(err, err_len, "outbox.db: injected failure (SDM_TEST_FAULT)");
+        return -1;
+    }
+    if (sdm_outbox_put_receipt(w->outbox, m->name, batch, env, len, NULL, err, err_len) != 0)
+        return -1;
+    if (batch + 1 > m->receipts_next)
+        m->receipts_next = batch + 1;
+    sdm_forwarder_nudge(w->forwarder);
+    return 0;
+}
+
+typedef struct resign_ctx {
+    sdm_worker_t *w;
+    wmodel *m;
+    uint8_t *env;
+    size_t env_len;
+    char *err;
+    size_t err_len;
+} resign_ctx;
+
+/* Signs the receipt of a recorded batch again, from its row: the same fields, the same
+ * issued_at and the store's size and root right after it, so the same bytes as the receipt
+ * made when it was stored (Ed25519 signatures are deterministic). */
+static int resign_cb(void *ctx, const sdm_durable_batch *b)
+{
+    resign_ctx *c = ctx;
+    sdm_receipt rc = {.leaf_fields = b->leaf_fields, .issued_at = b->issued_at,
+                      .batch = b->batch, .store_size = b->batch + 1};
+    rc.leaf_fields.model = c->m->name;
+    memcpy(rc.worker, c->w->kp->pk, SDM_PK_LEN);
+    memcpy(rc.leaf, b->leaf, SDM_HASH_LEN);
+    uint8_t leaf[SDM_HASH_LEN];
+    pthread_mutex_lock(&c->w->mu);
+    int tree_ok = sdm_merkle_size(c->m->tree) > b->batch &&
+                  sdm_merkle_root(c->m->tree, rc.store_size, rc.store_root) == 0;
+    pthread_mutex_unlock(&c->w->mu);
+    if (!tree_ok || sdm_leaf_hash(&rc.leaf_fields, leaf) != 0 ||
+        memcmp(leaf, b->leaf, SDM_HASH_LEN) != 0) {
+        snprintf(c->err, c->err_len, "batch %llu: its row does not give back its leaf",
+                 (unsigned long long)b->batch);
+        return -1;
+    }
+    uint8_t *body = NULL;
+    size_t body_len = 0;
+    int rc_sign = sdm_receipt_encode(&rc, &body, &body_len);
+    if (rc_sign == 0)
+        rc_sign = sdm_envelope_sign(c->w->kp, body, body_len, &c->env, &c->env_len);
+    free(body);
+    if (rc_sign != 0)
+        snprintf(c->err, c->err_len, "batch %llu: signing its receipt: out of memory",
+                 (unsigned long long)b->batch);
+    return rc_sign != 0 ? -1 : 0;
+}
+
+/* Queues the receipts m owes the ledger: those of the batches stored while their receipts
+ * could not be queued (a failed write), or before a crash between the two writes. 0 when
+ * none is owed any more, or -1 with err set. */
+static int queue_owed_receipts(sdm_worker_t *w, wmodel *m, char *err, size_t err_len)
+{
+    uint64_t stored = sdm_durable_batches(w->durable, m->name);
+    while (m->receipts_next < stored) {
+        uint64_t batch = m->receipts_next;
+        char why[256] = "";
+        resign_ctx c = {w, m, NULL, 0, why, sizeof(why)};
+        if (sdm_durable_batch_meta(w->durable, m->name, batch, resign_cb, &c, why,
+                                   sizeof(why)) != 0) {
+            snprintf(err, err_len, "the receipt of batch %llu, stored earlier, cannot be signed "
+                     "again: %s", (unsigned long long)batch, why);
+            free(c.env);
+            return -1;
+        }
+        int q = queue_receipt(w, m, batch, c.env, c.env_len, why, sizeof(why));
+        free(c.env);
+        if (q != 0) {
+            snprintf(err, err_len, "the receipt of batch %llu, stored earlier, could not be "
+                     "queued for the ledger: %s", (unsigned long long)batch, why);
+            return -1;
+        }
+        logf_(w, "model %s batch %llu: its receipt is queued for the ledger now (the batch was "
+              "stored, but its receipt was not queued then)", m->name,
+              (unsigned long long)batch);
+    }
+    return 0;
+}
+
+/* At the start, with --ledger: each model's mark from the outbox (a model it does not track
+ * yet is tracked from its present size: receipts of batches stored without --ledger are not
+ * sent), then the receipts owed. A failure is logged; the next contribute tries again. */
+static int settle_receipts_at_start(sdm_worker_t *w, char *err, size_t err_len)
+{
+    for (size_t i = 0; i < w->n_models; i++) {
+        wmodel *m = w->models[i];
+        uint64_t stored = sdm_durable_batches(w->durable, m->name), next = 0;
+        int r = sdm_outbox_receipts_next(w->outbox, m->name, &next, err, err_len);
+        if (r < 0)
+            return -1;
+        if (r == 0 && sdm_outbox_track(w->outbox, m->name, stored, err, err_len) != 0)
+            return -1;
+        m->receipts_next = r == 0 || next > stored ? stored : next;
+        char why[512];
+        if (queue_owed_receipts(w, m, why, sizeof(why)) != 0)
+            logf_(w, "model %s: %s; the next contribute tries again", m->name, why);
+    }
+    return 0;
+}
+
 /* ---- register ------------------------------------------------------------------------ */
 
 static void do_register(sdm_worker_t *w, job *j)
@@ -485,6 +606,8 @@ static void do_register(sdm_worker_t *w, job *j)
             return;
         }
         created = 1;
+        if (w->outbox && sdm_outbox_track(w->outbox, r->model, 0, err, sizeof(err)) != 0)
+            logf_(w, "model %s: %s (its first receipt tracks it instead)", r->model, err);
         logf_(w, "registered model %s (%s, d=%llu, k=%u)", r->model,
               sdm_proj_kind_name(r->projection.kind),
               (unsigned long long)r->projection.input_dim, r->projection.dim);
@@ -596,6 +719,13 @@ static void do_contribute(sdm_worker_t *w, job *j)
         reply_error(w, j, SDM_WIRE_NOT_FOUND, "model: no model named %s", r->model);
         return;
     }
+    /* every stored batch's receipt goes to the ledger before another batch is taken */
+    char owed[512];
+    if (w->outbox && queue_owed_receipts(w, m, owed, sizeof(owed)) != 0) {
+        reply_error(w, j, SDM_WIRE_INTERNAL, "receipt: %s; no batch of model %s is taken until "
+                    "it is", owed, m->name);
+        return;
+    }
     void *copy = NULL;
     sdm_batch b = {.checkpoint = r->checkpoint, .lr = r->lr,
                    .contributor = r->curvature ? "" : r->contributor,
@@ -700,10 +830,12 @@ static void do_contribute(sdm_worker_t *w, job *j)
     if (sign_rc != 0) {
         reply_error(w, j, SDM_WIRE_INTERNAL, "receipt: out of memory (batch %llu is stored)",
                     (unsigned long long)rc.batch);
-    } else if (queue_for_ledger(w, "receipt", env, env_len, qerr, sizeof(qerr)) != 0) {
-        logf_(w, "model %s batch %llu: %s", m->name, (unsigned long long)rc.batch, qerr);
+    } else if (w->outbox &&
+               queue_receipt(w, m, rc.batch, env, env_len, qerr, sizeof(qerr)) != 0) {
+        /* owed: queued before the model's next batch is taken, or at the next start */
         reply_error(w, j, SDM_WIRE_INTERNAL, "receipt: batch %llu is stored, but its receipt "
-                    "could not be queued for the ledger: %s", (unsigned long long)rc.batch, qerr);
+                    "could not be queued for the ledger: %s (it will be, before the next batch "
+                    "of this model)", (unsigned long long)rc.batch, qerr);
     } else {
         msgpack_packer pk;
         msgpack_packer_init(&pk, &j->reply, msgpack_sbuffer_write);
@@ -980,6 +1112,23 @@ sdm_worker_t *sdm_worker_new(const sdm_worker_opts *opts, char *err, size_t err_
     w->data_dir = strdup(opts->data_dir);
     pthread_mutex_init(&w->mu, NULL);
     sdm_ratelog_init(&w->ilog);
+    const char *fault = getenv("SDM_TEST_FAULT");
+    if (fault && *fault) {
+        unsigned long long at = 0, to = 0;
+        char kind[32] = "";
+        int got = sscanf(fault, "receipt-put-%31[a-z]:%llu-%llu", kind, &at, &to);
+        if (got == 2)
+            to = at;
+        if (got < 2 || at == 0 || to < at ||
+            (strcmp(kind, "fail") != 0 && strcmp(kind, "crash") != 0)) {
+            snprintf(err, err_len, "SDM_TEST_FAULT: '%s', expected receipt-put-fail:N[-M] or "
+                     "receipt-put-crash:N (1 <= N <= M)", fault);
+            goto fail;
+        }
+        w->fault_at = at;
+        w->fault_to = to;
+        w->fault_crash = strcmp(kind, "crash") == 0;
+    }
     clock_gettime(CLOCK_MONOTONIC, &w->started);
     w->opts.data_dir = w->data_dir;
     w->opts.listen = strdup(w->opts.listen);
@@ -1048,7 +1197,7 @@ sdm_worker_t *sdm_worker_new(const sdm_worker_opts *opts, char *err, size_t err_
     }
     if (w->opts.ledger) {
         w->outbox = sdm_outbox_open(w->data_dir, tmp, sizeof(tmp));
-        if (!w->outbox) {
+        if (!w->outbox || settle_receipts_at_start(w, tmp, sizeof(tmp)) != 0) {
             snprintf(err, err_len, "--ledger: --data %s: %s", w->data_dir, tmp);
             goto fail;
         }

@@ -314,6 +314,77 @@ static void test_reopen(void)
     sdm_outbox_close(&ob);
 }
 
+static uint64_t mark_of(sdm_outbox_t *ob, const char *model, int *tracked)
+{
+    uint64_t next = 12345;
+    char err[256] = "";
+    *tracked = sdm_outbox_receipts_next(ob, model, &next, err, sizeof(err));
+    if (*tracked < 0)
+        fprintf(stderr, "\nreceipts_next: %s\n", err);
+    return *tracked == 1 ? next : 0;
+}
+
+/* The receipts mark: raised with the receipt in one transaction, never lowered, tracked
+ * from a given size, kept across reopening; and a file made before the table had it gets it
+ * at open, its rows untouched. */
+static void test_receipts_mark(void)
+{
+    const char *dir = test_scratch_dir("receipts", 1);
+    sdm_outbox_t *ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    char err[256];
+    int tracked;
+    mark_of(ob, "m", &tracked);
+    CU_ASSERT_EQUAL(tracked, 0);
+    size_t len;
+    uint8_t *e = make_entry(0, &len);
+    uint64_t seq = 0;
+    CU_ASSERT_EQUAL(sdm_outbox_put_receipt(ob, "m", 4, e, len, &seq, err, sizeof(err)), 0);
+    CU_ASSERT(seq > 0);
+    CU_ASSERT_EQUAL(mark_of(ob, "m", &tracked), 5);
+    CU_ASSERT_EQUAL(tracked, 1);
+    /* an older batch's receipt queued late does not lower it */
+    CU_ASSERT_EQUAL(sdm_outbox_put_receipt(ob, "m", 2, e, len, NULL, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(mark_of(ob, "m", &tracked), 5);
+    ASSERT_COUNTS(ob, 2, 0, 0);
+    /* tracking starts a model once; a tracked model keeps its mark */
+    CU_ASSERT_EQUAL(sdm_outbox_track(ob, "n", 7, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(sdm_outbox_track(ob, "n", 0, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(sdm_outbox_track(ob, "m", 0, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(mark_of(ob, "n", &tracked), 7);
+    CU_ASSERT_EQUAL(mark_of(ob, "m", &tracked), 5);
+    /* bad arguments change nothing */
+    CU_ASSERT_EQUAL(sdm_outbox_put_receipt(ob, "", 1, e, len, NULL, err, sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "model"));
+    CU_ASSERT_EQUAL(sdm_outbox_put_receipt(ob, "m", 9, (const uint8_t *)"x", 1, NULL, err,
+                                           sizeof(err)), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "entry"));
+    CU_ASSERT_EQUAL(mark_of(ob, "m", &tracked), 5);
+    ASSERT_COUNTS(ob, 2, 0, 0);
+    sdm_outbox_close(&ob);
+
+    ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    CU_ASSERT_EQUAL(mark_of(ob, "m", &tracked), 5);
+    CU_ASSERT_EQUAL(mark_of(ob, "n", &tracked), 7);
+    sdm_outbox_close(&ob);
+
+    /* a file from before the table: dropped here, added back at open, the rows kept */
+    sqlite3 *db = open_file(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(db);
+    CU_ASSERT_EQUAL(sqlite3_exec(db, "DROP TABLE receipts", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    ASSERT_COUNTS(ob, 2, 0, 0);
+    mark_of(ob, "m", &tracked);
+    CU_ASSERT_EQUAL(tracked, 0);
+    CU_ASSERT_EQUAL(sdm_outbox_put_receipt(ob, "m", 0, e, len, NULL, err, sizeof(err)), 0);
+    CU_ASSERT_EQUAL(mark_of(ob, "m", &tracked), 1);
+    sdm_outbox_close(&ob);
+    free(e);
+}
+
 /* A child that puts n rows and leaves with _exit, never closing the database. */
 static void test_exit_without_close(void)
 {
@@ -857,6 +928,7 @@ static int register_suites(void)
     CU_add_test(s, "SIGKILL mid-stream loses nothing acknowledged", test_sigkill);
     CU_add_test(s, "one thread puts while another settles", test_two_threads);
     CU_add_test(s, "bad arguments are named and change nothing", test_bad_arguments);
+    CU_add_test(s, "the receipts mark", test_receipts_mark);
     return 0;
 }
 

@@ -186,11 +186,16 @@ def register(c, model="m"):
     assert rep["ok"], rep
 
 
-def contribute(c, b, model="m"):
-    """Batch b (examples 10b..10b+2) and its receipt's envelope bytes."""
+def batch_fields(b, model="m"):
+    """The contribute request of batch b (examples 10b..10b+2)."""
     g = np.random.default_rng(b).standard_normal((3, D)).astype(np.float32)
-    rep, raw = call_raw(c, "contribute", model=model, checkpoint="c0", lr=0.5, contributor="alice",
-                        shard="s%d" % (b % 2), example_ids=[10 * b, 10 * b + 1, 10 * b + 2], grads=matrix(g))
+    return dict(model=model, checkpoint="c0", lr=0.5, contributor="alice", shard="s%d" % (b % 2),
+                example_ids=[10 * b, 10 * b + 1, 10 * b + 2], grads=matrix(g))
+
+
+def contribute(c, b, model="m"):
+    """Contributes batch b; its receipt's envelope bytes."""
+    rep, raw = call_raw(c, "contribute", **batch_fields(b, model))
     return raw["receipt"]
 
 
@@ -247,6 +252,8 @@ class LoudWorker(Worker):
                "--backend", "cpu"] + self.args
         env = dict(os.environ)
         env.setdefault("OMP_NUM_THREADS", "2")
+        if self.env:
+            env.update(self.env)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env)
         line = self.proc.stdout.readline().decode().strip()
@@ -517,6 +524,72 @@ class LedgerLink(unittest.TestCase):
         self.assertIn("unknown code 'no_such_code'", log)
         self.assertIn("'error.code' or 'error.message' missing", log)
         self.assertNotIn("refused", log)
+        self.assertEqual(self.stop_worker()[0], 0)
+
+    # a batch stored while its receipt could not be queued (a failed outbox write): the client
+    # is told, no further batch of the model is taken until the receipt is queued, and the
+    # ledger gets it, signed again from the batch's row: the bytes the client would have had
+    # (the same fields and issued_at, the store's size and root right after the batch)
+    def test_receipt_not_queued_is_owed_not_lost(self):
+        self.ledger = FakeLedger(self.ep)
+        self.w = LoudWorker(args=["--ledger", self.ep], env={"SDM_TEST_FAULT": "receipt-put-fail:3-4"})
+        self.c = Raw(self.w.endpoint)
+        key = self.c.call("info")["worker_key"]
+        register(self.c)
+        sent = [contribute(self.c, b) for b in range(2)]
+        rep = self.c.call("contribute", **batch_fields(2))  # stored; its receipt fails (3rd)
+        self.assertFalse(rep["ok"])
+        self.assertEqual(rep["error"]["code"], "internal")
+        self.assertIn("batch 2 is stored, but its receipt could not be queued", rep["error"]["message"])
+        rep = self.c.call("contribute", **batch_fields(3))  # the owed one fails again (4th)
+        self.assertFalse(rep["ok"])
+        self.assertIn("the receipt of batch 2, stored earlier, could not be queued", rep["error"]["message"])
+        self.assertIn("no batch of model m is taken until it is", rep["error"]["message"])
+        self.assertEqual(self.c.call("info")["models"][0]["store_size"], 3)  # batch 3 not taken
+        r3 = contribute(self.c, 3)  # the owed receipt goes first (5th), then batch 3's (6th)
+        wait_for(lambda: counts(self.c) == (0, 4, 0), what="4 receipts delivered")
+        got = self.ledger.entries()
+        self.assertEqual(got[:2], sent)
+        self.assertEqual(got[3], r3)
+        bodies = [open_envelope(e, key) for e in got]
+        self.assertEqual([b["batch"] for b in bodies], [0, 1, 2, 3])
+        leaves = [b["leaf"] for b in bodies]
+        for i, b in enumerate(bodies):
+            self.assertEqual((b["store_size"], b["store_root"]), (i + 1, mth(leaves[:i + 1])))
+        self.assertEqual(bodies[2]["n"], 3)
+        # the batch is stored: sending it again is a conflict, as for any stored batch
+        rep = self.c.call("contribute", **batch_fields(2))
+        self.assertEqual(rep["error"]["code"], "conflict", rep)
+        self.assertIn("model m batch 2: its receipt is queued for the ledger now", self.w.log())
+        self.assertEqual(self.stop_worker()[0], 0)
+
+    # a worker killed between storing a batch and queueing its receipt: the client has no
+    # answer, and the next start queues the receipt, so the ledger still has every stored batch
+    def test_crash_between_batch_and_receipt(self):
+        self.ledger = FakeLedger(self.ep)
+        self.w = LoudWorker(args=["--ledger", self.ep], env={"SDM_TEST_FAULT": "receipt-put-crash:2"})
+        self.c = Raw(self.w.endpoint, timeout_ms=5000)
+        key = self.c.call("info")["worker_key"]
+        register(self.c)
+        r0 = contribute(self.c, 0)
+        with self.assertRaises(Exception):
+            self.c.call("contribute", **batch_fields(1))
+        self.assertEqual(self.w.proc.wait(10), 137)
+        self.w.proc.stdout.close()
+        self.w.proc = None
+        self.c.close()
+        self.w.env = None
+        self.w.start()
+        self.c = Raw(self.w.endpoint)
+        self.assertEqual(self.c.call("info")["models"][0]["store_size"], 2)
+        wait_for(lambda: len(self.ledger.entries()) == 2, what="both receipts in the ledger")
+        got = self.ledger.entries()
+        self.assertEqual(got[0], r0)
+        b0, b1 = open_envelope(got[0], key), open_envelope(got[1], key)
+        self.assertEqual((b1["batch"], b1["store_size"]), (1, 2))
+        self.assertEqual(b1["store_root"], mth([b0["leaf"], b1["leaf"]]))
+        self.assertIn("model m batch 1: its receipt is queued for the ledger now", self.w.log())
+        self.assertEqual(counts(self.c), (0, 2, 0))
         self.assertEqual(self.stop_worker()[0], 0)
 
     # a backlog answered together: deliveries, a refusal and a transient error in the same
