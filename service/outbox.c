@@ -201,43 +201,56 @@ static int check_put(const char *kind, const uint8_t *entry, size_t len, char *e
     return 0;
 }
 
-/* Inserts the row, and with model raises its receipts mark to next; one transaction, on
- * disk when it returns. Under mu. 0, or -1 with err. */
-static int put_locked(sdm_outbox_t *self, const char *kind, const uint8_t *entry, size_t len,
-                      const char *model, uint64_t next, uint64_t *seq, char *err,
-                      size_t err_len)
+/* Inserts the n rows (kind, entries[i], lens[i]) and, with model, raises its receipts mark
+ * to next; one transaction, on disk when it returns. *seq gets the first row's number. Under
+ * mu. 0, or -1 with err. */
+static int put_locked(sdm_outbox_t *self, const char *kind, const uint8_t *const *entries,
+                      const size_t *lens, size_t n, const char *model, uint64_t next,
+                      uint64_t *seq, char *err, size_t err_len)
 {
     const char *what = "BEGIN";
-    sqlite3_int64 rowid = 0;
-    if (model && sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    sqlite3_int64 first = 0;
+    size_t i = 0;
+    int txn = model || n > 1;
+    if (txn && sqlite3_exec(self->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         goto fail;
     what = "inserting it";
-    sqlite3_stmt *st = self->st[ST_PUT];
-    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
-    sqlite3_bind_blob64(st, 2, entry, len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, to_db(now_ns()));
-    /* without model: autocommit in WAL mode with synchronous=FULL, on disk when step returns */
-    if (step_once(st) != SQLITE_DONE)
-        goto fail;
-    rowid = sqlite3_last_insert_rowid(self->db);
+    const sqlite3_int64 at = to_db(now_ns());
+    for (i = 0; i < n; i++) {
+        sqlite3_stmt *st = self->st[ST_PUT];
+        sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+        sqlite3_bind_blob64(st, 2, entries[i], lens[i], SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, at);
+        /* alone: autocommit in WAL mode with synchronous=FULL, on disk when step returns */
+        if (step_once(st) != SQLITE_DONE)
+            goto fail;
+        if (i == 0)
+            first = sqlite3_last_insert_rowid(self->db);
+    }
+    i = 0;
     if (model) {
         what = "marking the model's receipts queued";
-        st = self->st[ST_MARK];
+        sqlite3_stmt *st = self->st[ST_MARK];
         sqlite3_bind_text(st, 1, model, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, to_db(next));
         if (step_once(st) != SQLITE_DONE)
             goto fail;
-        what = "COMMIT";
-        if (sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-            goto fail;
     }
+    what = "COMMIT";
+    if (txn && sqlite3_exec(self->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        goto fail;
     if (seq)
-        *seq = (uint64_t)rowid;
-    atomic_fetch_add(&self->pending, 1);
+        *seq = (uint64_t)first;
+    atomic_fetch_add(&self->pending, n);
     return 0;
 fail:
-    sdm_errf(err, err_len, OUTBOX_FILE ": queueing a %s of %zu bytes: %s%s%s", kind, len,
-             model ? what : "", model ? ": " : "", sqlite3_errmsg(self->db));
+    if (n == 1)
+        sdm_errf(err, err_len, OUTBOX_FILE ": queueing a %s of %zu bytes: %s%s%s", kind, lens[0],
+                 txn ? what : "", txn ? ": " : "", sqlite3_errmsg(self->db));
+    else
+        sdm_errf(err, err_len, OUTBOX_FILE ": queueing %zu %ss (at the %zu%s): %s: %s", n, kind,
+                 i + 1, i == 0 ? "st" : i == 1 ? "nd" : i == 2 ? "rd" : "th", what,
+                 sqlite3_errmsg(self->db));
     if (!sqlite3_get_autocommit(self->db))
         sqlite3_exec(self->db, "ROLLBACK", NULL, NULL, NULL);
     return -1;
@@ -249,7 +262,37 @@ int sdm_outbox_put(sdm_outbox_t *self, const char *kind, const uint8_t *entry, s
     if (check_put(kind, entry, len, err, err_len) != 0)
         return -1;
     pthread_mutex_lock(&self->mu);
-    int ret = put_locked(self, kind, entry, len, NULL, 0, seq, err, err_len);
+    int ret = put_locked(self, kind, &entry, &len, 1, NULL, 0, seq, err, err_len);
+    pthread_mutex_unlock(&self->mu);
+    return ret;
+}
+
+int sdm_outbox_put_receipts(sdm_outbox_t *self, const char *model, uint64_t first_batch,
+                            const uint8_t *const *entries, const size_t *lens, size_t n,
+                            uint64_t *seq, char *err, size_t err_len)
+{
+    if (!model || !model[0]) {
+        sdm_errf(err, err_len, "model: empty");
+        return -1;
+    }
+    if (n == 0 || !entries || !lens) {
+        sdm_errf(err, err_len, "entries: none");
+        return -1;
+    }
+    if (first_batch >= (uint64_t)INT64_MAX - n) {
+        sdm_errf(err, err_len, "batch: %" PRIu64 " out of range", first_batch);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char why[200];
+        if (check_put("receipt", entries[i], lens[i], why, sizeof(why)) != 0) {
+            sdm_errf(err, err_len, "entries[%zu]: %s", i, why);
+            return -1;
+        }
+    }
+    pthread_mutex_lock(&self->mu);
+    int ret = put_locked(self, "receipt", entries, lens, n, model, first_batch + n, seq, err,
+                         err_len);
     pthread_mutex_unlock(&self->mu);
     return ret;
 }
@@ -258,20 +301,9 @@ int sdm_outbox_put_receipt(sdm_outbox_t *self, const char *model, uint64_t batch
                            const uint8_t *entry, size_t len, uint64_t *seq, char *err,
                            size_t err_len)
 {
-    if (!model || !model[0]) {
-        sdm_errf(err, err_len, "model: empty");
+    if (model && model[0] && entry && check_put("receipt", entry, len, err, err_len) != 0)
         return -1;
-    }
-    if (batch >= (uint64_t)INT64_MAX) {
-        sdm_errf(err, err_len, "batch: %" PRIu64 " out of range", batch);
-        return -1;
-    }
-    if (check_put("receipt", entry, len, err, err_len) != 0)
-        return -1;
-    pthread_mutex_lock(&self->mu);
-    int ret = put_locked(self, "receipt", entry, len, model, batch + 1, seq, err, err_len);
-    pthread_mutex_unlock(&self->mu);
-    return ret;
+    return sdm_outbox_put_receipts(self, model, batch, &entry, &len, 1, seq, err, err_len);
 }
 
 int sdm_outbox_receipts_next(sdm_outbox_t *self, const char *model, uint64_t *next, char *err,

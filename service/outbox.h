@@ -73,6 +73,13 @@ SDM_OUTBOX_WUR int sdm_outbox_put_receipt(sdm_outbox_t *self, const char *model,
                                           const uint8_t *entry, size_t len, uint64_t *seq,
                                           char *err, size_t err_len);
 
+/* The same for the receipts of batches first_batch .. first_batch+n-1 (n >= 1), all in one
+ * transaction (one fsync), the mark raised to first_batch + n; *seq gets the first row's. */
+SDM_OUTBOX_WUR int sdm_outbox_put_receipts(sdm_outbox_t *self, const char *model,
+                                           uint64_t first_batch, const uint8_t *const *entries,
+                                           const size_t *lens, size_t n, uint64_t *seq,
+                                           char *err, size_t err_len);
+
 /* The model's mark into *next: 1; 0 when the model is not tracked (no row); -1 with err. */
 SDM_OUTBOX_WUR int sdm_outbox_receipts_next(sdm_outbox_t *self, const char *model,
                                             uint64_t *next, char *err, size_t err_len);

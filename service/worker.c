@@ -460,10 +460,11 @@ static int queue_for_ledger(sdm_worker_t *w, const char *kind, const uint8_t *en
     return 0;
 }
 
-/* Queues the receipt of batch `batch` of m and raises m->receipts_next past it: 0, or -1 with
- * err set. Ingest thread (or the start, before the threads run). */
-static int queue_receipt(sdm_worker_t *w, wmodel *m, uint64_t batch, const uint8_t *env,
-                         size_t len, char *err, size_t err_len)
+/* Queues the receipts of batches first .. first+n-1 of m in one transaction and raises
+ * m->receipts_next past them: 0, or -1 with err set. Ingest thread (or the start, before the
+ * threads run). */
+static int queue_receipts(sdm_worker_t *w, wmodel *m, uint64_t first, const uint8_t *const *envs,
+                          const size_t *lens, size_t n, char *err, size_t err_len)
 {
     if (w->fault_at && ++w->receipt_puts >= w->fault_at && w->receipt_puts <= w->fault_to) {
         if (w->fault_crash)
@@ -471,12 +472,19 @@ static int queue_receipt(sdm_worker_t *w, wmodel *m, uint64_t batch, const uint8
         snprintf(err, err_len, "outbox.db: injected failure (SDM_TEST_FAULT)");
         return -1;
     }
-    if (sdm_outbox_put_receipt(w->outbox, m->name, batch, env, len, NULL, err, err_len) != 0)
+    if (sdm_outbox_put_receipts(w->outbox, m->name, first, envs, lens, n, NULL, err,
+                                err_len) != 0)
         return -1;
-    if (batch + 1 > m->receipts_next)
-        m->receipts_next = batch + 1;
+    if (first + n > m->receipts_next)
+        m->receipts_next = first + n;
     sdm_forwarder_nudge(w->forwarder);
     return 0;
+}
+
+static int queue_receipt(sdm_worker_t *w, wmodel *m, uint64_t batch, const uint8_t *env,
+                         size_t len, char *err, size_t err_len)
+{
+    return queue_receipts(w, m, batch, &env, &len, 1, err, err_len);
 }
 
 typedef struct resign_ctx {
@@ -522,35 +530,55 @@ static int resign_cb(void *ctx, const sdm_durable_batch *b)
     return rc_sign != 0 ? -1 : 0;
 }
 
+#define OWED_CHUNK 256 /* receipts signed again and queued per transaction */
+
 /* Queues the receipts m owes the ledger: those of the batches stored while their receipts
- * could not be queued (a failed write), or before a crash between the two writes. 0 when
+ * could not be queued (a failed write, or a run without --ledger after the model was
+ * tracked), or before a crash between the two writes; OWED_CHUNK per transaction. 0 when
  * none is owed any more, or -1 with err set. */
 static int queue_owed_receipts(sdm_worker_t *w, wmodel *m, char *err, size_t err_len)
 {
-    uint64_t stored = sdm_durable_batches(w->durable, m->name);
+    uint64_t stored = sdm_durable_batches(w->durable, m->name), from = m->receipts_next;
+    uint8_t *envs[OWED_CHUNK];
+    size_t lens[OWED_CHUNK];
     while (m->receipts_next < stored) {
-        uint64_t batch = m->receipts_next;
+        uint64_t first = m->receipts_next;
+        size_t n = 0;
+        int ret = 0;
         char why[256] = "";
-        resign_ctx c = {w, m, NULL, 0, why, sizeof(why)};
-        if (sdm_durable_batch_meta(w->durable, m->name, batch, resign_cb, &c, why,
-                                   sizeof(why)) != 0) {
-            snprintf(err, err_len, "the receipt of batch %llu, stored earlier, cannot be signed "
-                     "again: %s", (unsigned long long)batch, why);
-            free(c.env);
-            return -1;
+        while (n < OWED_CHUNK && first + n < stored) {
+            resign_ctx c = {w, m, NULL, 0, why, sizeof(why)};
+            if (sdm_durable_batch_meta(w->durable, m->name, first + n, resign_cb, &c, why,
+                                       sizeof(why)) != 0) {
+                snprintf(err, err_len, "the receipt of batch %llu, stored earlier, cannot be "
+                         "signed again: %s", (unsigned long long)(first + n), why);
+                free(c.env);
+                ret = -1;
+                break;
+            }
+            envs[n] = c.env;
+            lens[n++] = c.env_len;
         }
-        int q = queue_receipt(w, m, batch, c.env, c.env_len, why, sizeof(why));
-        free(c.env);
-        if (q != 0) {
+        if (ret == 0 && queue_receipts(w, m, first, (const uint8_t *const *)envs, lens, n, why,
+                                       sizeof(why)) != 0) {
             snprintf(err, err_len, "the receipt of batch %llu, stored earlier, could not be "
-                     "queued for the ledger: %s", (unsigned long long)batch, why);
-            return -1;
+                     "queued for the ledger: %s", (unsigned long long)first, why);
+            ret = -1;
         }
+        for (size_t i = 0; i < n; i++)
+            free(envs[i]);
+        if (ret != 0)
+            break;
+    }
+    if (m->receipts_next - from == 1)
         logf_(w, "model %s batch %llu: its receipt is queued for the ledger now (the batch was "
               "stored, but its receipt was not queued then)", m->name,
-              (unsigned long long)batch);
-    }
-    return 0;
+              (unsigned long long)from);
+    else if (m->receipts_next > from)
+        logf_(w, "model %s batches %llu to %llu: their receipts are queued for the ledger now "
+              "(the batches were stored, but their receipts were not queued then)", m->name,
+              (unsigned long long)from, (unsigned long long)(m->receipts_next - 1));
+    return m->receipts_next < stored ? -1 : 0;
 }
 
 /* At the start, with --ledger: each model's mark from the outbox (a model it does not track

@@ -592,6 +592,32 @@ class LedgerLink(unittest.TestCase):
         self.assertEqual(counts(self.c), (0, 2, 0))
         self.assertEqual(self.stop_worker()[0], 0)
 
+    # a tracked model's batches stored while the worker ran without --ledger: the next start
+    # with it signs their receipts again and queues them (256 per transaction), so the ledger
+    # has no gap in the model's history
+    def test_batches_stored_without_ledger_are_sent_later(self):
+        self.ledger = FakeLedger(self.ep)
+        self.w = LoudWorker(args=["--ledger", self.ep])
+        self.c = Raw(self.w.endpoint)
+        key = self.c.call("info")["worker_key"]
+        register(self.c)
+        first = [contribute(self.c, b) for b in range(2)]
+        self.assertEqual(self.stop_worker()[0], 0)
+        self.w.args = []
+        self.w.start()
+        self.c = Raw(self.w.endpoint)
+        later = [contribute(self.c, b) for b in range(2, 302)]
+        self.assertEqual(self.stop_worker()[0], 0)
+        self.w.args = ["--ledger", self.ep]
+        self.w.start()
+        self.c = Raw(self.w.endpoint)
+        wait_for(lambda: counts(self.c) == (0, 302, 0), timeout=60, what="302 receipts delivered")
+        got = self.ledger.entries()
+        self.assertEqual(got, first + later)  # byte for byte what the clients were given
+        self.assertIn("model m batches 2 to 301: their receipts are queued for the ledger now",
+                      self.w.log())
+        self.assertEqual(self.stop_worker()[0], 0)
+
     # a backlog answered together: deliveries, a refusal and a transient error in the same
     # rounds are each settled as the ledger said, and the counters agree with the ledger
     def test_mixed_answers_settled_together(self):
