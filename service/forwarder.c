@@ -123,6 +123,7 @@ struct sdm_forwarder {
     int probing;              /* after a drop or a silence: one request at a time until an
                                * answer comes */
     int dropped;              /* the monitor saw the connection drop */
+    int connected;            /* the monitor saw the handshake succeed, and no drop since */
     uint64_t last_seq;        /* the highest seq taken into the window on this socket */
     uint64_t now;             /* for the peek callbacks */
     uint64_t target;          /* fwd_resend_cb: the row wanted */
@@ -273,10 +274,15 @@ static void fwd_read_events(sdm_forwarder_t *f)
         while (zmq_msg_more(&m) && zmq_msg_recv(&m, f->mon, 0) >= 0)
             ;
         zmq_msg_close(&m);
-        if (ok && event == ZMQ_EVENT_DISCONNECTED)
-            f->dropped = 1;
-        else if (ok)
+        if (ok && event == ZMQ_EVENT_DISCONNECTED) {
+            /* only a connection that was up can have been dropped for a request: one whose
+             * handshake failed never carried any */
+            f->dropped |= f->connected;
+            f->connected = 0;
+        } else if (ok) {
+            f->connected = event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
             fwd_handshake_event(f, event, value);
+        }
     }
 }
 
@@ -733,6 +739,7 @@ static void fwd_reconnect(sdm_forwarder_t *f, uint64_t now)
     f->n = 0;
     f->last_seq = 0;
     f->dropped = 0;
+    f->connected = 0;
     f->probing = 1;
     for (size_t i = 0; i < f->n_held; i++)
         if (f->held[i].sent_at) {

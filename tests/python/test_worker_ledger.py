@@ -1023,6 +1023,9 @@ class CurveLink(unittest.TestCase):
             wait_for(lambda: hint in self.w.log(), what="the log line: " + hint)
             time.sleep(0.5)
             self.assertEqual(counts(self.c), (len(sent), 0, 0), hint)
+            # a failed handshake is not a dropped connection: no row is held for it
+            self.assertEqual(ledger_stats(self.c)["held"], 0, hint)
+            self.assertNotIn("dropped the connection", self.w.log(), hint)
             rows = outbox_rows(self.w.data)
             self.assertEqual([(r[2], r[3]) for r in rows], [(e, None) for e in sent])
             self.assertEqual(self.ledger_entries(), [])
