@@ -41,6 +41,7 @@ typedef struct ljob {
     struct ljob *next; /* in the check queue */
     uint64_t seq;      /* append: the order the I/O thread took it in */
     int refused;       /* append: the checker answered it with an error */
+    struct sdm_ledger *owner; /* for the log of internal errors */
 } ljob;
 
 #define MAX_CHECKERS 16
@@ -64,7 +65,7 @@ struct sdm_ledger {
 
     /* appends waiting for their signature and body check; checkers take them */
     pthread_mutex_t check_mu;
-    sdm_ratelog alog; /* failed appends' log lines */
+    sdm_ratelog ilog; /* the internal errors' log lines (log_internal) */
     pthread_cond_t check_cv;
     ljob *check_head, *check_tail;
     int checkers_stop;
@@ -123,6 +124,8 @@ static void job_free(ljob *j)
 static void reply_error(ljob *j, sdm_wire_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+static void log_internal(sdm_ledger_t *l, sdm_ledger_op op, const char *message);
+
 static void reply_error(ljob *j, sdm_wire_code code, const char *fmt, ...)
 {
     sdm_wire_error e = {code, ""};
@@ -130,6 +133,8 @@ static void reply_error(ljob *j, sdm_wire_code code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(e.message, sizeof(e.message), fmt, ap);
     va_end(ap);
+    if (code == SDM_WIRE_INTERNAL && j->owner)
+        log_internal(j->owner, j->req.op, e.message);
     msgpack_sbuffer_clear(&j->reply);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &j->reply, msgpack_sbuffer_write);
@@ -141,6 +146,24 @@ static void reply_ok(ljob *j, msgpack_packer *pk, uint32_t n_fields)
     msgpack_sbuffer_clear(&j->reply);
     msgpack_packer_init(pk, &j->reply, msgpack_sbuffer_write);
     sdm_wire_reply_ok(pk, j->req.id, j->req.id_len, n_fields);
+}
+
+/* An internal error is the ledger's fault or its machine's (a full disk, memory short), not
+ * the client's: logged, through the ratelog so that clients retrying against a full disk do
+ * not flood the log (a group of appends that fails is one line, not one per append). */
+static void log_internal(sdm_ledger_t *l, sdm_ledger_op op, const char *message)
+{
+    static const char *const names[] = {"info",  "append",      "checkpoint", "entry",
+                                        "inclusion", "consistency", "history", "rewards"};
+    char line[384], held_line[384];
+    uint64_t held;
+    snprintf(line, sizeof(line), "%s: %s",
+             (unsigned)op < sizeof(names) / sizeof(names[0]) ? names[op] : "?", message);
+    if (!sdm_ratelog_take(&l->ilog, line, held_line, sizeof(held_line), &held))
+        return;
+    if (held)
+        logf_(l, "internal error answered %" PRIu64 " more times: %s", held, held_line);
+    logf_(l, "internal error answered: %s", line);
 }
 
 /* ---- reads (I/O thread) -------------------------------------------------------------- */
@@ -525,14 +548,6 @@ static void *writer_main(void *arg)
         char *note = NULL;
         char err[512] = "";
         if (sdm_ledger_log_append(l->log, items, n, &size, &note, err, sizeof(err)) != 0) {
-            char held_line[384];
-            uint64_t held;
-            /* once, not once per retry while the disk stays full */
-            if (sdm_ratelog_take(&l->alog, err, held_line, sizeof(held_line), &held)) {
-                if (held)
-                    logf_(l, "appends failed %" PRIu64 " more times: %s", held, held_line);
-                logf_(l, "append of %zu entries failed: %s", n, err);
-            }
             for (size_t i = 0; i < n; i++)
                 reply_error(group[i], SDM_WIRE_INTERNAL, "not appended: %s", err);
         } else {
@@ -676,6 +691,7 @@ static int ledger_on_request(void *ctx)
     ljob *j = calloc(1, sizeof(*j));
     if (!j)
         return -1;
+    j->owner = l;
     msgpack_sbuffer_init(&j->reply);
     if (sdm_net_request_read(l->front, &j->net) != 0) {
         job_free(j);
@@ -722,7 +738,7 @@ sdm_ledger_t *sdm_ledger_new(const sdm_ledger_opts *opts, char *err, size_t err_
     l->opts = *opts;
     l->stop_pipe[0] = l->stop_pipe[1] = -1;
     pthread_mutex_init(&l->check_mu, NULL);
-    sdm_ratelog_init(&l->alog);
+    sdm_ratelog_init(&l->ilog);
     pthread_cond_init(&l->check_cv, NULL);
     l->opts.listen = strdup(opts->listen ? opts->listen : SDM_LEDGER_DEFAULT_ENDPOINT);
     l->opts.data_dir = strdup(opts->data_dir);
@@ -927,7 +943,7 @@ void sdm_ledger_destroy(sdm_ledger_t **self_p)
     sdm_keypair_destroy(&l->kp);
     free(l->workers);
     pthread_mutex_destroy(&l->check_mu);
-    sdm_ratelog_destroy(&l->alog);
+    sdm_ratelog_destroy(&l->ilog);
     pthread_cond_destroy(&l->check_cv);
     for (int i = 0; i < 2; i++)
         if (l->stop_pipe[i] >= 0)

@@ -157,7 +157,8 @@ class DiskFull(unittest.TestCase):
         self.assertTrue(cp["ok"], cp)
         self.assertEqual(led.stop(), 0)
         log = led.text()
-        self.assertEqual(log.count("append of 1 entries failed: ledger.db:"), 1, log)
+        self.assertEqual(log.count("internal error answered"), 1, log)
+        self.assertIn("internal error answered: append: not appended: ledger.db:", log)
 
         led = Server(self, "sediment-ledger", data)
         self.assertEqual(led.c.call("info")["size"], len(ok))
