@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +34,7 @@
 #include "mirror.h"
 #include "note.h"
 #include "npy.h"
+#include "outbox.h"
 #include "sediment/client.h"
 #include "sign.h"
 
@@ -103,6 +105,7 @@ static const char s_usage[] =
     "  stats        the worker's counters\n"
     "  verify       check a saved receipt or proof offline\n"
     "  keygen       make a CURVE key pair for encrypted connections\n"
+    "  outbox       the worker's entries waiting for the ledger; requeue rejected ones\n"
     "\n"
     "ledger commands (--ledger E, default tcp://127.0.0.1:7720 or $SEDIMENT_LEDGER):\n"
     "  ledger-info  the ledger's origin, size, key, verifier key and worker allow-list\n"
@@ -3643,6 +3646,139 @@ static int cmd_rewards(globals *g, int argc, char **argv)
     return rc;
 }
 
+/* ---- outbox -------------------------------------------------------------------------- */
+
+/* clang-format off */
+static const char s_help_outbox[] =
+    "usage: sediment outbox --data DIR [--rejected] [--requeue CODE | --requeue-all]\n"
+    "\n"
+    "Reads a worker's outbox (DIR/outbox.db: the receipts and proofs it signed, kept until\n"
+    "the ledger has them) on this machine, without the worker: how many entries are\n"
+    "pending, delivered and rejected.\n"
+    "--rejected lists each rejected entry: its number, kind, size, the code and message it\n"
+    "was refused with, and when.\n"
+    "A rejected entry is never sent again by itself: the same bytes would get the same\n"
+    "answer. Once its cause is fixed (the worker's key added to the ledger's --workers file,\n"
+    "the ledger's --max-msg raised), --requeue CODE makes the entries rejected with CODE\n"
+    "(--requeue-all: every one) pending again, and the worker sends them first at its next\n"
+    "start. Requeueing needs the worker stopped: it takes the data dir's lock, as the worker\n"
+    "does. With --json, one JSON object.\n";
+/* clang-format on */
+
+typedef struct outbox_list {
+    int json, n;
+} outbox_list;
+
+static int outbox_row_cb(void *ctx, const sdm_outbox_rejected_row *row)
+{
+    outbox_list *l = ctx;
+    time_t t = (time_t)(row->rejected_at / 1000000000u);
+    struct tm tm;
+    char when[32] = "?";
+    if (gmtime_r(&t, &tm))
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (l->json) {
+        printf("%s{\"seq\": %" PRIu64 ", \"kind\": ", l->n ? ", " : "", row->seq);
+        sdm_json_write_str(stdout, row->kind);
+        printf(", \"bytes\": %zu, \"code\": ", row->len);
+        sdm_json_write_str(stdout, row->code);
+        printf(", \"message\": ");
+        sdm_json_write_str(stdout, row->message);
+        printf(", \"rejected_at\": ");
+        sdm_json_write_str(stdout, when);
+        printf("}");
+    } else {
+        printf("%-8" PRIu64 " %-8s %8zu B  %-14s %s  %s\n", row->seq, row->kind, row->len,
+               row->code, when, row->message);
+    }
+    l->n++;
+    return 0;
+}
+
+static int cmd_outbox(globals *g, int argc, char **argv)
+{
+    const char *data = NULL, *requeue = NULL;
+    int rejected = 0, requeue_all = 0;
+    const value_opt opts[] = {{"--data", &data}, {"--requeue", &requeue}};
+    const flag_opt flags[] = {{"--rejected", &rejected}, {"--requeue-all", &requeue_all}};
+    const command_spec spec = {.help = s_help_outbox, .opts = opts, .n_opts = COUNT(opts),
+                               .flags = flags, .n_flags = COUNT(flags)};
+    int rc;
+    if (parse_command(g, argc, argv, &spec, &rc))
+        return rc;
+    if (!data)
+        return usage_error("--data DIR is required (the worker's data dir)");
+    if (requeue && requeue_all)
+        return usage_error("give --requeue CODE or --requeue-all, not both");
+    if (requeue && !*requeue)
+        return usage_error("--requeue: empty code");
+    char path[4200], err[512];
+    snprintf(path, sizeof(path), "%s/outbox.db", data);
+    if (access(path, F_OK) != 0)
+        return local_error("%s: %s (a worker makes it when it runs with --ledger)", path,
+                           strerror(errno));
+    int lock_fd = -1;
+    if (requeue || requeue_all) {
+        /* the worker's own lock: requeueing changes rows a running worker may be sending */
+        snprintf(path, sizeof(path), "%s/sediment.lock", data);
+        lock_fd = open(path, O_RDWR | O_CLOEXEC);
+        if (lock_fd >= 0 && flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+            close(lock_fd);
+            return local_error("%s: a worker is running on it (%s is locked); stop it first",
+                               data, path);
+        }
+    }
+    sdm_outbox_t *ob = sdm_outbox_open(data, err, sizeof(err));
+    if (!ob) {
+        if (lock_fd >= 0)
+            close(lock_fd);
+        return local_error("%s", err);
+    }
+    int64_t requeued = -1;
+    rc = 0;
+    if (requeue || requeue_all) {
+        requeued = sdm_outbox_requeue(ob, requeue_all ? NULL : requeue, err, sizeof(err));
+        if (requeued < 0)
+            rc = local_error("%s", err);
+    }
+    sdm_outbox_counts c;
+    sdm_outbox_get_counts(ob, &c);
+    if (rc == 0 && g->json) {
+        printf("{\"outbox\": ");
+        snprintf(path, sizeof(path), "%s/outbox.db", data);
+        sdm_json_write_str(stdout, path);
+        printf(", \"pending\": %" PRIu64 ", \"delivered\": %" PRIu64 ", \"rejected\": %" PRIu64,
+               c.pending, c.delivered, c.rejected);
+        if (requeued >= 0)
+            printf(", \"requeued\": %" PRId64, requeued);
+        if (rejected) {
+            printf(", \"rejected_entries\": [");
+            outbox_list l = {1, 0};
+            if (sdm_outbox_rejected(ob, outbox_row_cb, &l, err, sizeof(err)) < 0)
+                rc = local_error("%s", err);
+            printf("]");
+        }
+        printf("}\n");
+    } else if (rc == 0) {
+        printf("outbox      %s/outbox.db\npending     %" PRIu64 "\ndelivered   %" PRIu64
+               "\nrejected    %" PRIu64 "\n", data, c.pending, c.delivered, c.rejected);
+        if (requeued >= 0)
+            printf("requeued    %" PRId64 " (the worker sends them first at its next start)\n",
+                   requeued);
+        if (rejected && c.rejected) {
+            printf("\n%-8s %-8s %10s  %-14s %-20s  %s\n", "seq", "kind", "size", "code",
+                   "rejected at", "message");
+            outbox_list l = {0, 0};
+            if (sdm_outbox_rejected(ob, outbox_row_cb, &l, err, sizeof(err)) < 0)
+                rc = local_error("%s", err);
+        }
+    }
+    sdm_outbox_close(&ob);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    return rc;
+}
+
 /* ---- eval ---------------------------------------------------------------------------- */
 
 static const char s_help_eval[] =
@@ -3720,6 +3856,7 @@ static const struct {
     {"stats", cmd_stats, s_help_stats},
     {"verify", cmd_verify, s_help_verify},
     {"keygen", cmd_keygen, s_help_keygen},
+    {"outbox", cmd_outbox, s_help_outbox},
     {"ledger-info", cmd_ledger_info, s_help_ledger_info},
     {"ledger-key", cmd_ledger_key, s_help_ledger_key},
     {"checkpoint", cmd_checkpoint, s_help_checkpoint},

@@ -503,3 +503,79 @@ void sdm_outbox_get_counts(const sdm_outbox_t *self, sdm_outbox_counts *out)
     out->delivered = atomic_load(&s->delivered);
     out->rejected = atomic_load(&s->rejected);
 }
+
+int sdm_outbox_rejected(sdm_outbox_t *self,
+                        int (*cb)(void *ctx, const sdm_outbox_rejected_row *row), void *ctx,
+                        char *err, size_t err_len)
+{
+    pthread_mutex_lock(&self->mu);
+    sqlite3_stmt *st = NULL;
+    int seen = 0, rc = sqlite3_prepare_v2(
+                      self->db,
+                      "SELECT seq, kind, rejected_code, rejected_message, rejected_at,"
+                      " length(entry) FROM entries WHERE rejected_code IS NOT NULL ORDER BY seq",
+                      -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            sdm_outbox_rejected_row row = {
+                .seq = (uint64_t)sqlite3_column_int64(st, 0),
+                .kind = (const char *)sqlite3_column_text(st, 1),
+                .code = (const char *)sqlite3_column_text(st, 2),
+                .message = (const char *)sqlite3_column_text(st, 3),
+                .rejected_at = (uint64_t)sqlite3_column_int64(st, 4),
+                .len = (size_t)sqlite3_column_int64(st, 5),
+            };
+            if (!row.kind || !row.code) {
+                rc = SQLITE_NOMEM;
+                break;
+            }
+            if (!row.message)
+                row.message = "";
+            seen++;
+            if (cb(ctx, &row) != 0) {
+                rc = SQLITE_DONE;
+                break;
+            }
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        sdm_errf(err, err_len, OUTBOX_FILE ": reading the rejected rows: %s",
+                 rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(self->db));
+        seen = -1;
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&self->mu);
+    return seen;
+}
+
+int64_t sdm_outbox_requeue(sdm_outbox_t *self, const char *code, char *err, size_t err_len)
+{
+    if (code && !code[0]) {
+        sdm_errf(err, err_len, "code: empty (NULL for every rejected row)");
+        return -1;
+    }
+    pthread_mutex_lock(&self->mu);
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    if (sqlite3_prepare_v2(self->db,
+                           "UPDATE entries SET rejected_code = NULL, rejected_message = NULL,"
+                           " rejected_at = NULL WHERE rejected_code IS NOT NULL"
+                           " AND (?1 IS NULL OR rejected_code = ?1)",
+                           -1, &st, NULL) == SQLITE_OK) {
+        if (code)
+            sqlite3_bind_text(st, 1, code, -1, SQLITE_STATIC);
+        /* one statement in autocommit: all of the rows or none, on disk when it returns */
+        if (sqlite3_step(st) == SQLITE_DONE)
+            n = sqlite3_changes(self->db);
+    }
+    if (n < 0) {
+        sdm_errf(err, err_len, OUTBOX_FILE ": requeueing the rejected rows: %s",
+                 sqlite3_errmsg(self->db));
+    } else {
+        atomic_fetch_add(&self->pending, (uint64_t)n);
+        atomic_fetch_sub(&self->rejected, (uint64_t)n);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&self->mu);
+    return n;
+}

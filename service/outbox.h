@@ -88,6 +88,29 @@ SDM_OUTBOX_WUR int sdm_outbox_receipts_next(sdm_outbox_t *self, const char *mode
 SDM_OUTBOX_WUR int sdm_outbox_track(sdm_outbox_t *self, const char *model, uint64_t next,
                                     char *err, size_t err_len);
 
+/* A rejected row, as sdm_outbox_rejected hands it over (valid during the callback only). */
+typedef struct sdm_outbox_rejected_row {
+    uint64_t seq;
+    const char *kind;    /* "receipt" or "proof" */
+    const char *code;    /* the ledger's code, or too_large from the worker */
+    const char *message;
+    uint64_t rejected_at; /* unix ns */
+    size_t len;          /* the envelope's bytes */
+} sdm_outbox_rejected_row;
+
+/* Calls cb (0 to go on) for every rejected row, in order of seq. Returns how many cb saw, or
+ * -1 with err set. The callback must not call the outbox. */
+SDM_OUTBOX_WUR int sdm_outbox_rejected(sdm_outbox_t *self,
+                                       int (*cb)(void *ctx, const sdm_outbox_rejected_row *row),
+                                       void *ctx, char *err, size_t err_len);
+
+/* Makes the rejected rows with this code (every rejected row for NULL) pending again, in one
+ * transaction: the worker sends them, oldest first, at its next start. For an operator who
+ * fixed the cause (a worker key added to the ledger's --workers file, a --max-msg raised);
+ * only while no worker runs on the data dir. Returns how many, or -1 with err set. */
+SDM_OUTBOX_WUR int64_t sdm_outbox_requeue(sdm_outbox_t *self, const char *code, char *err,
+                                          size_t err_len);
+
 /* Calls cb for the oldest pending rows with seq > after_seq, in order of seq, at most max
  * of them (max >= 1). Returns how many rows cb saw, or -1 with err set. */
 SDM_OUTBOX_WUR int sdm_outbox_peek(sdm_outbox_t *self, uint64_t after_seq, size_t max,

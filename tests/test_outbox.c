@@ -385,6 +385,56 @@ static void test_receipts_mark(void)
     free(e);
 }
 
+static int count_rejected_cb(void *ctx, const sdm_outbox_rejected_row *row)
+{
+    int *n = ctx;
+    CU_ASSERT(row->seq > 0);
+    CU_ASSERT(row->len > 0);
+    CU_ASSERT(row->rejected_at > 0);
+    CU_ASSERT(strcmp(row->code, "unauthorized") == 0 || strcmp(row->code, "too_large") == 0);
+    (*n)++;
+    return 0;
+}
+
+/* The operator's view and way back: the rejected rows listed, and requeued by code or all,
+ * the counts following, the rows sent again in their old order. */
+static void test_requeue(void)
+{
+    const char *dir = test_scratch_dir("requeue", 1);
+    sdm_outbox_t *ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    uint64_t seq[4];
+    for (uint64_t i = 0; i < 4; i++)
+        seq[i] = put_entry(ob, i);
+    char err[256];
+    CU_ASSERT_EQUAL(sdm_outbox_reject(ob, seq[0], "unauthorized", "key", err, sizeof(err)), 1);
+    CU_ASSERT_EQUAL(sdm_outbox_reject(ob, seq[2], "too_large", "big", err, sizeof(err)), 1);
+    CU_ASSERT_EQUAL(sdm_outbox_done(ob, seq[3], 0, err, sizeof(err)), 1);
+    ASSERT_COUNTS(ob, 1, 1, 2);
+    int n = 0;
+    CU_ASSERT_EQUAL(sdm_outbox_rejected(ob, count_rejected_cb, &n, err, sizeof(err)), 2);
+    CU_ASSERT_EQUAL(n, 2);
+    CU_ASSERT_EQUAL(sdm_outbox_requeue(ob, "", err, sizeof(err)), -1);
+    CU_ASSERT_EQUAL(sdm_outbox_requeue(ob, "busy", err, sizeof(err)), 0);
+    ASSERT_COUNTS(ob, 1, 1, 2);
+    CU_ASSERT_EQUAL(sdm_outbox_requeue(ob, "unauthorized", err, sizeof(err)), 1);
+    ASSERT_COUNTS(ob, 2, 1, 1);
+    seen_rows *s = peek_all(ob, 0, 100);
+    CU_ASSERT_EQUAL_FATAL(s->n, 2);
+    CU_ASSERT_EQUAL(s->seq[0], seq[0]); /* back in its old place, first */
+    CU_ASSERT_EQUAL(s->seq[1], seq[1]);
+    seen_free(s);
+    free(s);
+    CU_ASSERT_EQUAL(sdm_outbox_requeue(ob, NULL, err, sizeof(err)), 1);
+    ASSERT_COUNTS(ob, 3, 1, 0);
+    sdm_outbox_close(&ob);
+    /* the counts are the file's */
+    ob = open_ok(dir);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(ob);
+    ASSERT_COUNTS(ob, 3, 1, 0);
+    sdm_outbox_close(&ob);
+}
+
 /* A child that puts n rows and leaves with _exit, never closing the database. */
 static void test_exit_without_close(void)
 {
@@ -929,6 +979,7 @@ static int register_suites(void)
     CU_add_test(s, "one thread puts while another settles", test_two_threads);
     CU_add_test(s, "bad arguments are named and change nothing", test_bad_arguments);
     CU_add_test(s, "the receipts mark", test_receipts_mark);
+    CU_add_test(s, "rejected rows listed and requeued", test_requeue);
     return 0;
 }
 

@@ -205,6 +205,18 @@ def attribute(c, model="m"):
     return raw["proof"]
 
 
+def outbox_cli(data, *args, check=True):
+    """`sediment --json outbox --data DATA ARGS`: its JSON document, or (check=False) the
+    finished process."""
+    p = subprocess.run([os.path.join(BIN, "sediment"), "--json", "outbox", "--data", data] + list(args),
+                       capture_output=True, timeout=60)
+    if not check:
+        return p
+    assert p.returncode == 0, p.stderr
+    import json
+    return json.loads(p.stdout)
+
+
 def ledger_stats(c):
     rep = c.call("stats")
     assert rep["ok"], rep
@@ -415,15 +427,23 @@ class LedgerLink(unittest.TestCase):
         self.assertEqual(counts(self.c), (0, 2, 1))
         time.sleep(0.5)
         self.assertEqual(self.ledger.sends(sent[1]), 1)
+        # the operator's view: `sediment outbox`, also while the worker runs
+        doc = outbox_cli(self.w.data, "--rejected")
+        self.assertEqual((doc["pending"], doc["delivered"], doc["rejected"]), (0, 2, 1))
+        [row] = doc["rejected_entries"]
+        self.assertEqual((row["kind"], row["bytes"], row["code"], row["message"]),
+                         ("receipt", len(sent[1]), "unauthorized", "worker key is not on the allow-list"))
+        # requeueing needs the worker stopped
+        p = outbox_cli(self.w.data, "--requeue", "unauthorized", check=False)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("a worker is running on it", p.stderr.decode())
         self.assertEqual(self.stop_worker()[0], 0)
         # the operator's way back (docs/worker.md): with the worker stopped, the row is
-        # queued again in the sqlite3 shell, and the next start delivers it
+        # requeued, and the next start delivers it; a code no row has requeues nothing
         self.ledger.refuse = lambda env: None
-        db = sqlite3.connect(os.path.join(self.w.data, "outbox.db"))
-        db.execute("UPDATE entries SET rejected_code = NULL, rejected_message = NULL, rejected_at = NULL "
-                   "WHERE rejected_code = 'unauthorized'")
-        db.commit()
-        db.close()
+        self.assertEqual(outbox_cli(self.w.data, "--requeue", "bad_request")["requeued"], 0)
+        doc = outbox_cli(self.w.data, "--requeue", "unauthorized")
+        self.assertEqual((doc["requeued"], doc["pending"], doc["rejected"]), (1, 1, 0))
         self.restart_worker()
         wait_for(lambda: counts(self.c) == (0, 3, 0), what="the requeued row delivered")
         self.assertEqual(self.ledger.entries(), [sent[0], sent[2], sent[1]])
@@ -1064,6 +1084,20 @@ class CurveLink(unittest.TestCase):
 
 
 class Options(unittest.TestCase):
+    # `sediment outbox`: its usage errors name the option, and a dir without an outbox says so
+    def test_outbox_command_errors(self):
+        with tempfile.TemporaryDirectory() as d:
+            sed = os.path.join(BIN, "sediment")
+            for args, want in [([], "--data DIR is required"),
+                               (["--data", d, "--requeue", "x", "--requeue-all"], "not both"),
+                               (["--data", d, "--requeue", ""], "--requeue: empty code"),
+                               (["--data", d], "outbox.db: No such file or directory")]:
+                p = subprocess.run([sed, "outbox"] + args, capture_output=True, timeout=30)
+                self.assertEqual(p.returncode, 2, args)
+                self.assertIn(want, p.stderr.decode(), args)
+                self.assertEqual(p.stdout, b"", args)
+            self.assertFalse(os.path.exists(os.path.join(d, "outbox.db")))
+
     def test_stats_without_ledger_has_no_ledger_key(self):
         w = Worker()
         try:
