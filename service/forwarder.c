@@ -434,12 +434,18 @@ static void fwd_held_later(flight *h, uint64_t now)
     h->backoff_ms = h->backoff_ms * 2 > LEDGER_HELD_MAX_MS ? LEDGER_HELD_MAX_MS : h->backoff_ms * 2;
 }
 
+/* Every flight, the window's then the held rows': i from 0 to f->n + f->n_held. */
+static flight *fwd_flight_at(sdm_forwarder_t *f, size_t i)
+{
+    return i < f->n ? &f->fl[i] : &f->held[i - f->n];
+}
+
 /* How many requests wait for an answer; *only (when given) is set to one of them. */
 static size_t fwd_in_flight(sdm_forwarder_t *f, flight **only)
 {
     size_t k = 0;
     for (size_t i = 0; i < f->n + f->n_held; i++) {
-        flight *fl = i < f->n ? &f->fl[i] : &f->held[i - f->n];
+        flight *fl = fwd_flight_at(f, i);
         if (fl->sent_at) {
             k++;
             if (only)
@@ -780,12 +786,12 @@ static void fwd_on_drop(sdm_forwarder_t *f, uint64_t now)
     fwd_reconnect(f, now);
 }
 
-static int fwd_silent(const sdm_forwarder_t *f, uint64_t now)
+static int fwd_silent(sdm_forwarder_t *f, uint64_t now)
 {
     if (f->stuck_since && now - f->stuck_since >= LEDGER_SILENCE_NS)
         return 1;
     for (size_t i = 0; i < f->n + f->n_held; i++) {
-        const flight *fl = i < f->n ? &f->fl[i] : &f->held[i - f->n];
+        const flight *fl = fwd_flight_at(f, i);
         if (fl->sent_at && now - fl->sent_at >= LEDGER_SILENCE_NS)
             return 1;
     }
@@ -799,7 +805,7 @@ static long fwd_timeout_ms(sdm_forwarder_t *f, uint64_t now)
     uint64_t deadline = now + LEDGER_TICK_MS * 1000000ull;
     int window_may = fwd_may_send(f, now), held_may = fwd_in_flight(f, NULL) == 0;
     for (size_t i = 0; i < f->n + f->n_held; i++) {
-        const flight *fl = i < f->n ? &f->fl[i] : &f->held[i - f->n];
+        const flight *fl = fwd_flight_at(f, i);
         uint64_t t = fl->sent_at                       ? fl->sent_at + LEDGER_SILENCE_NS
                      : (i < f->n ? window_may : held_may) ? fl->retry_at
                                                           : NEVER;
