@@ -460,6 +460,20 @@ static int queue_for_ledger(sdm_worker_t *w, const char *kind, const uint8_t *en
     return 0;
 }
 
+/* Signs rc as this worker's receipt (sets rc->worker): its envelope in *env (the caller
+ * frees it). 0, or -1 when out of memory. */
+static int sign_receipt(const sdm_worker_t *w, sdm_receipt *rc, uint8_t **env, size_t *env_len)
+{
+    uint8_t *body = NULL;
+    size_t body_len = 0;
+    memcpy(rc->worker, w->kp->pk, SDM_PK_LEN);
+    int st = sdm_receipt_encode(rc, &body, &body_len);
+    if (st == 0)
+        st = sdm_envelope_sign(w->kp, body, body_len, env, env_len);
+    free(body);
+    return st != 0 ? -1 : 0;
+}
+
 /* Queues the receipts of batches first .. first+n-1 of m in one transaction and raises
  * m->receipts_next past them: 0, or -1 with err set. Ingest thread (or the start, before the
  * threads run). */
@@ -505,7 +519,6 @@ static int resign_cb(void *ctx, const sdm_durable_batch *b)
     sdm_receipt rc = {.leaf_fields = b->leaf_fields, .issued_at = b->issued_at,
                       .batch = b->batch, .store_size = b->batch + 1};
     rc.leaf_fields.model = c->m->name;
-    memcpy(rc.worker, c->w->kp->pk, SDM_PK_LEN);
     memcpy(rc.leaf, b->leaf, SDM_HASH_LEN);
     uint8_t leaf[SDM_HASH_LEN];
     pthread_mutex_lock(&c->w->mu);
@@ -518,16 +531,12 @@ static int resign_cb(void *ctx, const sdm_durable_batch *b)
                  (unsigned long long)b->batch);
         return -1;
     }
-    uint8_t *body = NULL;
-    size_t body_len = 0;
-    int rc_sign = sdm_receipt_encode(&rc, &body, &body_len);
-    if (rc_sign == 0)
-        rc_sign = sdm_envelope_sign(c->w->kp, body, body_len, &c->env, &c->env_len);
-    free(body);
-    if (rc_sign != 0)
+    if (sign_receipt(c->w, &rc, &c->env, &c->env_len) != 0) {
         snprintf(c->err, c->err_len, "batch %llu: signing its receipt: out of memory",
                  (unsigned long long)b->batch);
-    return rc_sign != 0 ? -1 : 0;
+        return -1;
+    }
+    return 0;
 }
 
 #define OWED_CHUNK 256 /* receipts signed again and queued per transaction */
@@ -813,7 +822,6 @@ static void do_contribute(sdm_worker_t *w, job *j)
     sdm_digest_bytes(r->data_bytes, r->n_data_bytes, lf.data_digest);
     sdm_digest_weights(b.weights, b.weights ? n : 0, lf.weights_digest);
     sdm_receipt rc = {.leaf_fields = lf, .issued_at = now_ns(CLOCK_REALTIME)};
-    memcpy(rc.worker, w->kp->pk, SDM_PK_LEN);
     if (sdm_leaf_hash(&lf, rc.leaf) != 0) {
         free(features);
         reply_error(w, j, SDM_WIRE_INTERNAL, "leaf: out of memory");
@@ -848,14 +856,10 @@ static void do_contribute(sdm_worker_t *w, job *j)
     atomic_fetch_add(&w->examples, n);
     atomic_fetch_add(&w->bytes, r->n_data_bytes);
     /* 4. the receipt */
-    uint8_t *body = NULL, *env = NULL;
-    size_t body_len = 0, env_len = 0;
-    int sign_rc = sdm_receipt_encode(&rc, &body, &body_len);
-    if (sign_rc == 0)
-        sign_rc = sdm_envelope_sign(w->kp, body, body_len, &env, &env_len);
-    free(body);
+    uint8_t *env = NULL;
+    size_t env_len = 0;
     char qerr[256];
-    if (sign_rc != 0) {
+    if (sign_receipt(w, &rc, &env, &env_len) != 0) {
         reply_error(w, j, SDM_WIRE_INTERNAL, "receipt: out of memory (batch %llu is stored)",
                     (unsigned long long)rc.batch);
     } else if (w->outbox &&
