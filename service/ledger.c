@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -153,17 +152,11 @@ static void reply_ok(ljob *j, msgpack_packer *pk, uint32_t n_fields)
  * not flood the log (a group of appends that fails is one line, not one per append). */
 static void log_internal(sdm_ledger_t *l, sdm_ledger_op op, const char *message)
 {
-    static const char *const names[] = {"info",  "append",      "checkpoint", "entry",
-                                        "inclusion", "consistency", "history", "rewards"};
-    char line[384], held_line[384];
-    uint64_t held;
-    snprintf(line, sizeof(line), "%s: %s",
-             (unsigned)op < sizeof(names) / sizeof(names[0]) ? names[op] : "?", message);
-    if (!sdm_ratelog_take(&l->ilog, line, held_line, sizeof(held_line), &held))
+    if (l->opts.quiet)
         return;
-    if (held)
-        logf_(l, "internal error answered %" PRIu64 " more times: %s", held, held_line);
-    logf_(l, "internal error answered: %s", line);
+    char line[384];
+    snprintf(line, sizeof(line), "%s: %s", sdm_wire_ledger_op_name(op), message);
+    sdm_ratelog_log(&l->ilog, stderr, "sediment-ledger", "internal error answered", line);
 }
 
 /* ---- reads (I/O thread) -------------------------------------------------------------- */

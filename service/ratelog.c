@@ -1,6 +1,7 @@
 /* ratelog.c - the same log line at most once a minute (ratelog.h). */
 #include "ratelog.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -40,4 +41,16 @@ int sdm_ratelog_take(sdm_ratelog *r, const char *line, char *held_line, size_t c
     }
     pthread_mutex_unlock(&r->mu);
     return take;
+}
+
+void sdm_ratelog_log(sdm_ratelog *r, FILE *f, const char *program, const char *what,
+                     const char *line)
+{
+    char held_line[sizeof(r->last)];
+    uint64_t held;
+    if (!sdm_ratelog_take(r, line, held_line, sizeof(held_line), &held))
+        return;
+    if (held)
+        fprintf(f, "%s: %s %" PRIu64 " more times: %s\n", program, what, held, held_line);
+    fprintf(f, "%s: %s: %s\n", program, what, line);
 }

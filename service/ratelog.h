@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define SDM_RATELOG_QUIET_NS (60ull * 1000000000ull)
 
@@ -30,5 +31,10 @@ void sdm_ratelog_destroy(sdm_ratelog *r);
  * first; else *held is 0. */
 int sdm_ratelog_take(sdm_ratelog *r, const char *line, char *held_line, size_t cap,
                      uint64_t *held);
+
+/* Logs "PROGRAM: WHAT: LINE" on f unless the ratelog holds it back, preceded, when repeats
+ * of the line logged before were held back, by "PROGRAM: WHAT N more times: THAT LINE". */
+void sdm_ratelog_log(sdm_ratelog *r, FILE *f, const char *program, const char *what,
+                     const char *line);
 
 #endif /* SDM_SERVICE_RATELOG_H */

@@ -401,6 +401,16 @@ typedef struct protocol {
 static const protocol worker_protocol = {op_names, op_fields, N_OPS};
 static const protocol ledger_protocol = {ledger_op_names, ledger_op_fields, N_LEDGER_OPS};
 
+const char *sdm_wire_op_name(sdm_worker_op op)
+{
+    return (unsigned)op < N_OPS ? op_names[op] : "?";
+}
+
+const char *sdm_wire_ledger_op_name(sdm_ledger_op op)
+{
+    return (unsigned)op < N_LEDGER_OPS ? ledger_op_names[op] : "?";
+}
+
 typedef struct dec {
     const uint8_t *buf;
     size_t len;

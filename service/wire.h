@@ -75,6 +75,9 @@ typedef enum sdm_worker_op {
     SDM_OP_STATS,
 } sdm_worker_op;
 
+/* The op's name on the wire ("info", "register", ...); "?" out of range. Never NULL. */
+const char *sdm_wire_op_name(sdm_worker_op op);
+
 /* The queries at one checkpoint of an `attribute` request. */
 typedef struct sdm_wire_query {
     char *checkpoint;      /* owned */
@@ -152,6 +155,9 @@ typedef enum sdm_ledger_op {
     SDM_LOP_HISTORY,
     SDM_LOP_REWARDS,
 } sdm_ledger_op;
+
+/* The ledger op's name on the wire ("info", "append", ...); "?" out of range. Never NULL. */
+const char *sdm_wire_ledger_op_name(sdm_ledger_op op);
 
 /* A decoded ledger request. Every key the op takes is required except id, since, until,
  * limit and model. */

@@ -128,7 +128,6 @@ struct sdm_worker {
     struct timespec started;
 };
 
-static const char *const op_names[5] = {"info", "register", "contribute", "attribute", "stats"};
 
 static uint64_t now_ns(clockid_t clk)
 {
@@ -288,14 +287,11 @@ static sdm_status flush_pending(sdm_worker_t *w, wmodel *m)
  * ratelog, so that a client retrying against a full disk does not flood the log. */
 static void log_internal(sdm_worker_t *w, sdm_worker_op op, const char *message)
 {
-    char line[384], held_line[384];
-    uint64_t held;
-    snprintf(line, sizeof(line), "%s: %s", (unsigned)op < 5 ? op_names[op] : "?", message);
-    if (!sdm_ratelog_take(&w->ilog, line, held_line, sizeof(held_line), &held))
+    if (w->opts.quiet)
         return;
-    if (held)
-        logf_(w, "internal error answered %" PRIu64 " more times: %s", held, held_line);
-    logf_(w, "internal error answered: %s", line);
+    char line[384];
+    snprintf(line, sizeof(line), "%s: %s", sdm_wire_op_name(op), message);
+    sdm_ratelog_log(&w->ilog, stderr, "sediment-worker", "internal error answered", line);
 }
 
 /* Every error reply goes through here: it packs the stable code and the message and counts
@@ -403,7 +399,7 @@ static void do_stats(sdm_worker_t *w, job *j)
     pack_key(&pk, "ops");
     msgpack_pack_map(&pk, 5);
     for (int i = 0; i < 5; i++) {
-        pack_key(&pk, op_names[i]);
+        pack_key(&pk, sdm_wire_op_name((sdm_worker_op)i));
         msgpack_pack_uint64(&pk, atomic_load(&w->ops[i]));
     }
     pack_key(&pk, "errors");
@@ -1379,7 +1375,7 @@ static void handle_request(sdm_worker_t *w, job *j)
         send_reply(w, j);
     } else if (w->outstanding[j->target] >= w->opts.queue_depth) {
         reply_error(w, j, SDM_WIRE_BUSY, "%s: %u requests already waiting; retry later",
-                    op_names[j->req.op], w->outstanding[j->target]);
+                    sdm_wire_op_name(j->req.op), w->outstanding[j->target]);
         send_reply(w, j);
     } else if (send_ptr(w->to_thread[j->target], j) != 0) {
         reply_error(w, j, SDM_WIRE_INTERNAL, "cannot reach the %s thread",

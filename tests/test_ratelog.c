@@ -69,6 +69,29 @@ static void test_long_lines_compare_on_what_is_kept(void)
     sdm_ratelog_destroy(&r);
 }
 
+/* What sdm_ratelog_log writes: the line, nothing for its repeats, then the count of those
+ * before the next line. */
+static void test_log_lines(void)
+{
+    sdm_ratelog r;
+    sdm_ratelog_init(&r);
+    FILE *f = tmpfile();
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    sdm_ratelog_log(&r, f, "prog", "internal error answered", "append: disk full");
+    sdm_ratelog_log(&r, f, "prog", "internal error answered", "append: disk full");
+    sdm_ratelog_log(&r, f, "prog", "internal error answered", "append: disk full");
+    sdm_ratelog_log(&r, f, "prog", "internal error answered", "entry: out of memory");
+    char text[512] = "";
+    rewind(f);
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    text[n] = '\0';
+    CU_ASSERT_STRING_EQUAL(text, "prog: internal error answered: append: disk full\n"
+                                 "prog: internal error answered 2 more times: append: disk full\n"
+                                 "prog: internal error answered: entry: out of memory\n");
+    fclose(f);
+    sdm_ratelog_destroy(&r);
+}
+
 typedef struct shared {
     sdm_ratelog r;
     int logged;
@@ -122,6 +145,7 @@ static int register_suites(void)
     CU_add_test(s, "the quiet period ends", test_quiet_period_ends);
     CU_add_test(s, "long lines", test_long_lines_compare_on_what_is_kept);
     CU_add_test(s, "several threads", test_threads);
+    CU_add_test(s, "the log lines", test_log_lines);
     return 0;
 }
 
