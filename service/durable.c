@@ -319,6 +319,11 @@ static int db_open(sdm_durable_t *self, char *err, size_t err_len)
     return 0;
 }
 
+/* The columns read_row reads, in its order: one list for the load and for one batch. */
+#define BATCH_COLUMNS                                                                              \
+    "batch, checkpoint, lr, contributor, shard, n, curvature, ids_digest, data_digest,"            \
+    " weights_digest, leaf, issued_at, k, has_weights, features_bytes"
+
 static int db_prepare(sdm_durable_t *self, char *err, size_t err_len)
 {
     static const char *const sql[3] = {
@@ -327,9 +332,7 @@ static int db_prepare(sdm_durable_t *self, char *err, size_t err_len)
         "INSERT INTO batches(model_idx, batch, checkpoint, lr, contributor, shard, n,"
         " curvature, ids_digest, data_digest, weights_digest, leaf, issued_at, k, has_weights,"
         " features_bytes) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        "SELECT batch, checkpoint, lr, contributor, shard, n, curvature, ids_digest,"
-        " data_digest, weights_digest, leaf, issued_at, k, has_weights, features_bytes"
-        " FROM batches WHERE model_idx = ? ORDER BY batch",
+        "SELECT " BATCH_COLUMNS " FROM batches WHERE model_idx = ? ORDER BY batch",
     };
     sqlite3_stmt **out[3] = {&self->ins_model, &self->ins_batch, &self->sel_batches};
     for (int i = 0; i < 3; i++) {
@@ -1152,7 +1155,7 @@ static int column_hash(sqlite3_stmt *st, int col, uint8_t out[SDM_HASH_LEN])
     return 0;
 }
 
-/* A row of the batches query (the columns of sel_batches) as a batch without its files:
+/* A row of BATCH_COLUMNS as a batch without its files:
  * 0, or -1 when a column is missing or malformed (b->batch is set for the message). The
  * strings live as long as the statement's row. */
 static int read_row(const durable_model *m, sqlite3_stmt *st, sdm_durable_batch *b,
@@ -1191,9 +1194,7 @@ int sdm_durable_batch_meta(sdm_durable_t *self, const char *model, uint64_t batc
     }
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(self->db,
-                           "SELECT batch, checkpoint, lr, contributor, shard, n, curvature,"
-                           " ids_digest, data_digest, weights_digest, leaf, issued_at, k,"
-                           " has_weights, features_bytes FROM batches"
+                           "SELECT " BATCH_COLUMNS " FROM batches"
                            " WHERE model_idx = ? AND batch = ?",
                            -1, &st, NULL) != SQLITE_OK) {
         sdm_errf(err, err_len, "sediment.db: reading batch %" PRIu64 " of '%s': %s", batch,

@@ -286,7 +286,11 @@ int sdm_outbox_put_receipts(sdm_outbox_t *self, const char *model, uint64_t firs
     for (size_t i = 0; i < n; i++) {
         char why[200];
         if (check_put("receipt", entries[i], lens[i], why, sizeof(why)) != 0) {
-            sdm_errf(err, err_len, "entries[%zu]: %s", i, why);
+            /* one receipt's error reads as put's; of several, it names the one */
+            if (n == 1)
+                sdm_errf(err, err_len, "%s", why);
+            else
+                sdm_errf(err, err_len, "entries[%zu]: %s", i, why);
             return -1;
         }
     }
@@ -301,8 +305,6 @@ int sdm_outbox_put_receipt(sdm_outbox_t *self, const char *model, uint64_t batch
                            const uint8_t *entry, size_t len, uint64_t *seq, char *err,
                            size_t err_len)
 {
-    if (model && model[0] && entry && check_put("receipt", entry, len, err, err_len) != 0)
-        return -1;
     return sdm_outbox_put_receipts(self, model, batch, &entry, &len, 1, seq, err, err_len);
 }
 
